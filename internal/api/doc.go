@@ -1,0 +1,13 @@
+// Package api is the one place that knows which objects podnet stores and
+// what makes them valid. The CLI and the agents share it.
+//
+// Objects are the Kubernetes API types from k8s.io/api. This package decodes
+// manifests strictly (an unknown field is an error that names its path),
+// fills in defaults the way the Kubernetes API server does for the fields
+// podnet uses, and validates them, returning field paths such as
+// `spec.containers[0].ports[1].hostPort`.
+//
+// Kinds are registered in a table (kinds.go); adding Node, Service,
+// EndpointSlice or Ingress means adding a row plus its default and validate
+// functions.
+package api

@@ -1,0 +1,130 @@
+package api
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+)
+
+// Object is any stored object: Kubernetes metadata plus type information.
+type Object interface {
+	metav1.Object
+	runtime.Object
+}
+
+// Kind describes one kind podnet stores.
+type Kind struct {
+	GVK        schema.GroupVersionKind
+	Resource   string   // plural, lower case: "pods"
+	Aliases    []string // what `podnet get` accepts besides Resource: "pod", "po"
+	Namespaced bool
+	New        func() Object
+	Default    func(Object)
+	Validate   func(Object) field.ErrorList
+	// ValidateUpdate checks an update of old to new; nil means any change
+	// that passes Validate is allowed.
+	ValidateUpdate func(old, new Object) field.ErrorList
+}
+
+// GroupResource names the kind in errors, as Kubernetes does ("pods").
+func (k *Kind) GroupResource() schema.GroupResource {
+	return schema.GroupResource{Group: k.GVK.Group, Resource: k.Resource}
+}
+
+var kinds = []*Kind{
+	{
+		GVK:        corev1.SchemeGroupVersion.WithKind("Namespace"),
+		Resource:   "namespaces",
+		Aliases:    []string{"namespace", "ns"},
+		Namespaced: false,
+		New:        func() Object { return &corev1.Namespace{} },
+		Default:    func(o Object) { defaultNamespace(o.(*corev1.Namespace)) },
+		Validate:   func(o Object) field.ErrorList { return validateNamespace(o.(*corev1.Namespace)) },
+	},
+	{
+		GVK:        corev1.SchemeGroupVersion.WithKind("Pod"),
+		Resource:   "pods",
+		Aliases:    []string{"pod", "po"},
+		Namespaced: true,
+		New:        func() Object { return &corev1.Pod{} },
+		Default:    func(o Object) { DefaultPod(o.(*corev1.Pod)) },
+		Validate:   func(o Object) field.ErrorList { return ValidatePod(o.(*corev1.Pod)) },
+		ValidateUpdate: func(old, new Object) field.ErrorList {
+			return validatePodUpdate(old.(*corev1.Pod), new.(*corev1.Pod))
+		},
+	},
+}
+
+// Kinds returns every registered kind.
+func Kinds() []*Kind { return kinds }
+
+// KindFor returns the kind of an apiVersion and kind pair from a manifest.
+func KindFor(apiVersion, kind string) (*Kind, error) {
+	for _, k := range kinds {
+		if k.GVK.Kind == kind {
+			if k.GVK.GroupVersion().String() != apiVersion {
+				return nil, fmt.Errorf("kind %s: apiVersion %q is not served; use %q", kind, apiVersion, k.GVK.GroupVersion().String())
+			}
+			return k, nil
+		}
+	}
+	return nil, fmt.Errorf("kind %q is not supported (supported: %s)", kind, strings.Join(kindNames(), ", "))
+}
+
+// KindOf returns the registered kind of a typed object.
+func KindOf(o Object) (*Kind, error) {
+	switch o.(type) {
+	case *corev1.Pod:
+		return kinds[1], nil
+	case *corev1.Namespace:
+		return kinds[0], nil
+	}
+	return nil, fmt.Errorf("type %T is not a stored kind", o)
+}
+
+// ResourceFor resolves what a user typed after `podnet get` ("po", "pods").
+func ResourceFor(name string) (*Kind, error) {
+	n := strings.ToLower(name)
+	for _, k := range kinds {
+		if k.Resource == n || strings.ToLower(k.GVK.Kind) == n {
+			return k, nil
+		}
+		for _, a := range k.Aliases {
+			if a == n {
+				return k, nil
+			}
+		}
+	}
+	return nil, fmt.Errorf("the server doesn't have a resource type %q (have: %s)", name, strings.Join(resourceNames(), ", "))
+}
+
+// SetTypeMeta fills apiVersion and kind, which typed objects leave empty.
+func SetTypeMeta(o Object) {
+	if k, err := KindOf(o); err == nil {
+		o.GetObjectKind().SetGroupVersionKind(k.GVK)
+	}
+}
+
+func kindNames() []string {
+	var out []string
+	for _, k := range kinds {
+		out = append(out, k.GVK.Kind)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func resourceNames() []string {
+	var out []string
+	for _, k := range kinds {
+		out = append(out, k.Resource)
+	}
+	sort.Strings(out)
+	return out
+}
