@@ -45,9 +45,10 @@ type list struct {
 
 // Decode reads every YAML or JSON document in r (separated by `---`, or a
 // `kind: List`), decodes each strictly into its typed object, applies
-// defaults and validates it. It returns all documents or the first error,
-// which names the source, the document and the field.
-func Decode(source string, r io.Reader) ([]Doc, error) {
+// defaults and validates it. Namespaced objects without a namespace get
+// namespace (DefaultNamespace if empty). It returns all documents or the
+// first error, which names the source, the document and the field.
+func Decode(source, namespace string, r io.Reader) ([]Doc, error) {
 	reader := utilyaml.NewYAMLReader(bufio.NewReader(r))
 	var docs []Doc
 	for i := 1; ; i++ {
@@ -76,7 +77,7 @@ func Decode(source string, r io.Reader) ([]Doc, error) {
 				return nil, fmt.Errorf("%s (document %d): List: %w", source, i, err)
 			}
 			for j, item := range l.Items {
-				d, err := decodeOne(Doc{Source: fmt.Sprintf("%s (document %d, items[%d])", source, i, j)}, item)
+				d, err := decodeOne(Doc{Source: fmt.Sprintf("%s (document %d, items[%d])", source, i, j)}, namespace, item)
 				if err != nil {
 					return nil, err
 				}
@@ -84,7 +85,7 @@ func Decode(source string, r io.Reader) ([]Doc, error) {
 			}
 			continue
 		}
-		d, err := decodeOne(Doc{Source: source, Index: i}, js)
+		d, err := decodeOne(Doc{Source: source, Index: i}, namespace, js)
 		if err != nil {
 			return nil, err
 		}
@@ -118,7 +119,7 @@ func DecodeObject(data []byte) (Object, *Kind, error) {
 	return o, k, nil
 }
 
-func decodeOne(d Doc, js []byte) (Doc, error) {
+func decodeOne(d Doc, namespace string, js []byte) (Doc, error) {
 	var tm typeMeta
 	if err := kjson.UnmarshalCaseSensitivePreserveInts(js, &tm); err != nil {
 		return d, fmt.Errorf("%s: %w", d.Where(), err)
@@ -150,6 +151,9 @@ func decodeOne(d Doc, js []byte) (Doc, error) {
 		return d, fmt.Errorf("%s: %s %q: %s", d.Where(), k.GVK.Kind, o.GetName(), strings.Join(msgs, "; "))
 	}
 	d.Kind, d.Object = k, o
+	if k.Namespaced && o.GetNamespace() == "" {
+		o.SetNamespace(namespace)
+	}
 	if err := Prepare(o); err != nil {
 		return d, fmt.Errorf("%s: %w", d.Where(), err)
 	}

@@ -70,7 +70,7 @@ spec: {containers: [{name: c, command: [x]}]}
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := Decode("in.yaml", strings.NewReader(c.in))
+			_, err := Decode("in.yaml", "", strings.NewReader(c.in))
 			if err == nil {
 				t.Fatalf("no error, want %q", c.want)
 			}
@@ -85,7 +85,7 @@ spec: {containers: [{name: c, command: [x]}]}
 }
 
 func TestDecodeDefaults(t *testing.T) {
-	docs, err := Decode("in.yaml", strings.NewReader(`
+	docs, err := Decode("in.yaml", "", strings.NewReader(`
 # a comment
 apiVersion: v1
 kind: Pod

@@ -136,3 +136,8 @@ func Connect(c ClientConfig) (*clientv3.Client, error) {
 	}
 	return cli, nil
 }
+
+// CountOnly is the option set of a cheap existence probe.
+func CountOnly() []clientv3.OpOption {
+	return []clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithCountOnly()}
+}

@@ -1,0 +1,384 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/podnet/podnet/internal/api"
+	"github.com/podnet/podnet/internal/store"
+	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/duration"
+	"sigs.k8s.io/yaml"
+)
+
+// readManifests decodes every file named by -f: a file, a directory (its
+// .yaml, .yml and .json files, sorted) or "-" for stdin. All documents are
+// decoded and validated before any is stored.
+func readManifests(files []string, namespace string, stdin io.Reader) ([]api.Doc, error) {
+	var docs []api.Doc
+	for _, f := range files {
+		if f == "-" {
+			d, err := api.Decode("-", namespace, stdin)
+			if err != nil {
+				return nil, err
+			}
+			docs = append(docs, d...)
+			continue
+		}
+		st, err := os.Stat(f)
+		if err != nil {
+			return nil, err
+		}
+		paths := []string{f}
+		if st.IsDir() {
+			paths = nil
+			entries, err := os.ReadDir(f)
+			if err != nil {
+				return nil, err
+			}
+			for _, e := range entries {
+				switch filepath.Ext(e.Name()) {
+				case ".yaml", ".yml", ".json":
+					paths = append(paths, filepath.Join(f, e.Name()))
+				}
+			}
+			sort.Strings(paths)
+			if len(paths) == 0 {
+				return nil, fmt.Errorf("%s: no .yaml, .yml or .json files", f)
+			}
+		}
+		for _, p := range paths {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return nil, err
+			}
+			d, err := api.Decode(p, namespace, bytes.NewReader(b))
+			if err != nil {
+				return nil, err
+			}
+			docs = append(docs, d...)
+		}
+	}
+	return docs, nil
+}
+
+func newApply(g *globals) *cobra.Command {
+	var files []string
+	cmd := &cobra.Command{
+		Use:   "apply -f FILE|DIR|-",
+		Short: "Create or update objects from manifests",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if len(files) == 0 {
+				return fmt.Errorf("must specify -f")
+			}
+			docs, err := readManifests(files, g.namespace, cmd.InOrStdin())
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			s, done, err := g.store(ctx)
+			if err != nil {
+				return err
+			}
+			defer done()
+			// Namespaces first, so pods in a namespace created by the same
+			// apply find it.
+			sort.SliceStable(docs, func(i, j int) bool {
+				return !docs[i].Kind.Namespaced && docs[j].Kind.Namespaced
+			})
+			for _, d := range docs {
+				res, err := s.Apply(ctx, d.Object)
+				if err != nil {
+					return fmt.Errorf("%s: %w", d.Where(), friendly(err))
+				}
+				fmt.Fprintf(g.out, "%s/%s %s\n", strings.ToLower(d.Kind.GVK.Kind), d.Object.GetName(), res)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringSliceVarP(&files, "filename", "f", nil, "manifest file, directory, or - for stdin")
+	return cmd
+}
+
+func newGet(g *globals) *cobra.Command {
+	var output, selector string
+	var all bool
+	cmd := &cobra.Command{
+		Use:   "get RESOURCE [NAME...]",
+		Short: "List objects: pods, namespaces",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			k, err := api.ResourceFor(args[0])
+			if err != nil {
+				return err
+			}
+			sel, err := labels.Parse(selector)
+			if err != nil {
+				return fmt.Errorf("-l %q: %w", selector, err)
+			}
+			ctx := cmd.Context()
+			s, done, err := g.store(ctx)
+			if err != nil {
+				return err
+			}
+			defer done()
+			ns := g.namespace
+			if all || !k.Namespaced {
+				ns = ""
+			}
+			var objs []api.Object
+			if len(args) > 1 {
+				for _, name := range args[1:] {
+					o, err := s.Get(ctx, k, ns, name)
+					if err != nil {
+						return friendly(err)
+					}
+					objs = append(objs, o)
+				}
+			} else {
+				list, _, err := s.List(ctx, k, ns)
+				if err != nil {
+					return err
+				}
+				for _, o := range list {
+					if sel.Matches(labels.Set(o.GetLabels())) {
+						objs = append(objs, o)
+					}
+				}
+			}
+			single := len(args) == 2
+			return printObjects(g.out, k, objs, output, all && k.Namespaced, single, ns)
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: wide, yaml, json, name")
+	cmd.Flags().StringVarP(&selector, "selector", "l", "", "label selector, e.g. app=web")
+	cmd.Flags().BoolVarP(&all, "all-namespaces", "A", false, "list across all namespaces")
+	return cmd
+}
+
+func printObjects(w io.Writer, k *api.Kind, objs []api.Object, output string, showNS, single bool, ns string) error {
+	switch output {
+	case "yaml", "json":
+		var v any
+		if single && len(objs) == 1 {
+			v = objs[0]
+		} else {
+			v = map[string]any{"apiVersion": "v1", "kind": "List", "items": objs}
+		}
+		if output == "json" {
+			b, err := json.MarshalIndent(v, "", "    ")
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(w, "%s\n", b)
+			return err
+		}
+		b, err := yaml.Marshal(v)
+		if err != nil {
+			return err
+		}
+		_, err = w.Write(b)
+		return err
+	case "name":
+		for _, o := range objs {
+			fmt.Fprintf(w, "%s/%s\n", strings.ToLower(k.GVK.Kind), o.GetName())
+		}
+		return nil
+	case "", "wide":
+	default:
+		return fmt.Errorf("unknown output format %q (use wide, yaml, json or name)", output)
+	}
+	if len(objs) == 0 {
+		if ns != "" {
+			fmt.Fprintf(w, "No resources found in %s namespace.\n", ns)
+		} else {
+			fmt.Fprintln(w, "No resources found")
+		}
+		return nil
+	}
+	tw := tabwriter.NewWriter(w, 0, 8, 3, ' ', 0)
+	defer tw.Flush()
+	wide := output == "wide"
+	switch k.GVK.Kind {
+	case "Pod":
+		hdr := "NAME\tREADY\tSTATUS\tRESTARTS\tAGE"
+		if showNS {
+			hdr = "NAMESPACE\t" + hdr
+		}
+		if wide {
+			hdr += "\tIP\tNODE\tNETWORK"
+		}
+		fmt.Fprintln(tw, hdr)
+		for _, o := range objs {
+			p := o.(*corev1.Pod)
+			ready, restarts := 0, int32(0)
+			for _, cs := range p.Status.ContainerStatuses {
+				if cs.Ready {
+					ready++
+				}
+				restarts += cs.RestartCount
+			}
+			row := fmt.Sprintf("%s\t%d/%d\t%s\t%d\t%s", p.Name, ready, len(p.Spec.Containers), podStatus(p), restarts, age(p.CreationTimestamp.Time))
+			if showNS {
+				row = p.Namespace + "\t" + row
+			}
+			if wide {
+				row += fmt.Sprintf("\t%s\t%s\t%s", orNone(p.Status.PodIP), orNone(p.Spec.NodeName), api.NetworkMode(p))
+			}
+			fmt.Fprintln(tw, row)
+		}
+	case "Namespace":
+		fmt.Fprintln(tw, "NAME\tSTATUS\tAGE")
+		for _, o := range objs {
+			n := o.(*corev1.Namespace)
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", n.Name, n.Status.Phase, age(n.CreationTimestamp.Time))
+		}
+	default:
+		fmt.Fprintln(tw, "NAME\tAGE")
+		for _, o := range objs {
+			fmt.Fprintf(tw, "%s\t%s\n", o.GetName(), age(o.GetCreationTimestamp().Time))
+		}
+	}
+	return nil
+}
+
+// podStatus is the STATUS column, as kubectl shows it.
+func podStatus(p *corev1.Pod) string {
+	if p.DeletionTimestamp != nil {
+		return "Terminating"
+	}
+	for _, cs := range p.Status.ContainerStatuses {
+		if cs.State.Waiting != nil && cs.State.Waiting.Reason != "" {
+			return cs.State.Waiting.Reason
+		}
+		if cs.State.Terminated != nil && cs.State.Terminated.Reason != "" && p.Status.Phase != corev1.PodSucceeded {
+			return cs.State.Terminated.Reason
+		}
+	}
+	if p.Status.Reason != "" {
+		return p.Status.Reason
+	}
+	if p.Status.Phase == corev1.PodSucceeded {
+		return "Completed"
+	}
+	if p.Status.Phase == "" {
+		return string(corev1.PodPending)
+	}
+	return string(p.Status.Phase)
+}
+
+func age(t time.Time) string {
+	if t.IsZero() {
+		return "<unknown>"
+	}
+	return duration.HumanDuration(time.Since(t))
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "<none>"
+	}
+	return s
+}
+
+func newDelete(g *globals) *cobra.Command {
+	var files []string
+	var force, wait bool
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "delete (RESOURCE NAME... | -f FILE)",
+		Short: "Delete objects by name or from manifests",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			type target struct {
+				k        *api.Kind
+				ns, name string
+			}
+			var targets []target
+			switch {
+			case len(files) > 0 && len(args) > 0:
+				return fmt.Errorf("give either -f or RESOURCE NAME, not both")
+			case len(files) > 0:
+				docs, err := readManifests(files, g.namespace, cmd.InOrStdin())
+				if err != nil {
+					return err
+				}
+				for _, d := range docs {
+					targets = append(targets, target{d.Kind, d.Object.GetNamespace(), d.Object.GetName()})
+				}
+			case len(args) >= 2:
+				k, err := api.ResourceFor(args[0])
+				if err != nil {
+					return err
+				}
+				for _, n := range args[1:] {
+					targets = append(targets, target{k, g.namespace, n})
+				}
+			default:
+				return fmt.Errorf("usage: podnet delete RESOURCE NAME... or podnet delete -f FILE")
+			}
+			ctx := cmd.Context()
+			s, done, err := g.store(ctx)
+			if err != nil {
+				return err
+			}
+			defer done()
+			// Pods before namespaces, the reverse of apply.
+			sort.SliceStable(targets, func(i, j int) bool { return targets[i].k.Namespaced && !targets[j].k.Namespaced })
+			var firstErr error
+			for _, t := range targets {
+				gone, err := s.Delete(ctx, t.k, t.ns, t.name, store.DeleteOptions{Force: force})
+				if err != nil {
+					err = friendly(err)
+					fmt.Fprintf(g.errOut, "Error: %v\n", err)
+					if firstErr == nil {
+						firstErr = err
+					}
+					continue
+				}
+				fmt.Fprintf(g.out, "%s \"%s\" deleted\n", strings.ToLower(t.k.GVK.Kind), t.name)
+				if !gone && wait {
+					if err := waitGone(ctx, s, t.k, t.ns, t.name, timeout); err != nil {
+						return err
+					}
+				}
+			}
+			return firstErr
+		},
+	}
+	cmd.Flags().StringSliceVarP(&files, "filename", "f", nil, "manifest file, directory, or - for stdin")
+	cmd.Flags().BoolVar(&force, "force", false, "remove the object at once without waiting for its node")
+	cmd.Flags().BoolVar(&wait, "wait", true, "wait until the node has removed the pod")
+	cmd.Flags().DurationVar(&timeout, "timeout", 60*time.Second, "how long --wait waits")
+	return cmd
+}
+
+func waitGone(ctx context.Context, s *store.Store, k *api.Kind, ns, name string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		_, err := s.Get(ctx, k, ns, name)
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s %q still terminating after %s: is its node's agent running? (--force removes it from the store)", strings.ToLower(k.GVK.Kind), name, timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}

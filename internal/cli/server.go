@@ -1,0 +1,90 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/podnet/podnet/internal/api"
+	"github.com/podnet/podnet/internal/store"
+	"github.com/spf13/cobra"
+)
+
+// serverFlags configure the store side of `server` and `up`.
+type serverFlags struct {
+	dataDir   string
+	clientURL string
+	peerURL   string
+}
+
+func (f *serverFlags) register(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.dataDir, "data-dir", store.DefaultDataDir, "embedded etcd data directory")
+	cmd.Flags().StringVar(&f.clientURL, "listen-client-url", store.DefaultClientURL, "embedded etcd client URL")
+	cmd.Flags().StringVar(&f.peerURL, "listen-peer-url", store.DefaultPeerURL, "embedded etcd peer URL")
+}
+
+// startStore starts the embedded etcd unless --etcd-endpoints names an
+// external cluster, connects, and creates the system namespaces. stop
+// releases everything.
+func startStore(ctx context.Context, g *globals, f *serverFlags, cmd *cobra.Command) (s *store.Store, stop func(), err error) {
+	log := g.logger()
+	var emb *store.Embedded
+	if !cmd.Flags().Changed("etcd-endpoints") && !envSet("PODNET_ETCD_ENDPOINTS") {
+		log.Info("starting embedded etcd", "dataDir", f.dataDir, "clientURL", f.clientURL)
+		emb, err = store.StartEmbedded(ctx, store.EmbeddedConfig{DataDir: f.dataDir, ClientURL: f.clientURL, PeerURL: f.peerURL})
+		if err != nil {
+			return nil, nil, err
+		}
+		g.endpoints = emb.Endpoints()
+	} else {
+		log.Info("using external etcd", "endpoints", g.endpoints)
+	}
+	s, done, err := g.store(ctx)
+	if err != nil {
+		if emb != nil {
+			emb.Close()
+		}
+		return nil, nil, err
+	}
+	if err := s.EnsureNamespaces(ctx, api.SystemNamespaces...); err != nil {
+		done()
+		if emb != nil {
+			emb.Close()
+		}
+		return nil, nil, err
+	}
+	return s, func() {
+		done()
+		if emb != nil {
+			emb.Close()
+		}
+	}, nil
+}
+
+func newServer(g *globals) *cobra.Command {
+	var f serverFlags
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run the podnet store (embedded etcd, or --etcd-endpoints) and the cluster controllers",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			defer cancel()
+			sctx, scancel := context.WithTimeout(ctx, 90*time.Second)
+			_, stop, err := startStore(sctx, g, &f, cmd)
+			scancel()
+			if err != nil {
+				return err
+			}
+			defer stop()
+			g.logger().Info("server ready", "endpoints", g.endpoints)
+			fmt.Fprintf(g.errOut, "podnet server ready: store at %v\n", g.endpoints)
+			<-ctx.Done()
+			return nil
+		},
+	}
+	f.register(cmd)
+	return cmd
+}

@@ -1,0 +1,5 @@
+package cli
+
+import "os"
+
+func envSet(name string) bool { return os.Getenv(name) != "" }
