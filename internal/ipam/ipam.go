@@ -176,8 +176,20 @@ func (a *Allocator) Allocate(key string, r Range, want netip.Addr) (netip.Addr, 
 			inUse++
 		}
 	}
-	return netip.Addr{}, fmt.Errorf("no free address in range %s (%d in use): %w", r.Subnet.Masked(), inUse, ErrExhausted)
+	return netip.Addr{}, &ExhaustedError{Subnet: r.Subnet.Masked(), InUse: inUse}
 }
+
+// ExhaustedError says a range has no free address. It wraps ErrExhausted.
+type ExhaustedError struct {
+	Subnet netip.Prefix
+	InUse  int
+}
+
+func (e *ExhaustedError) Error() string {
+	return fmt.Sprintf("no free address in range %s (%d in use)", e.Subnet, e.InUse)
+}
+
+func (e *ExhaustedError) Unwrap() error { return ErrExhausted }
 
 // ReservePorts reserves every port for key, or none: on a conflict it
 // releases nothing that was held before and returns an error wrapping

@@ -56,7 +56,7 @@ func TestAllocateRoundRobinAndExhaustion(t *testing.T) {
 				}
 			}
 			_, err := a.Allocate("z", r, netip.Addr{})
-			if !errors.Is(err, ErrExhausted) || err.Error() != "no free address in range 10.22.0.0/29 (5 in use): address range exhausted" {
+			if !errors.Is(err, ErrExhausted) || err.Error() != "no free address in range 10.22.0.0/29 (5 in use)" {
 				t.Fatalf("want exhausted error, got %v", err)
 			}
 			// Release b (.3): next allocation wraps round to it.
