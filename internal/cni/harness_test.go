@@ -62,6 +62,7 @@ type node struct {
 	dataDir         string
 	cni             *libcni.CNIConfig
 	bridge, network string
+	lastVersion     string // cniVersion of the last ADD's raw result
 }
 
 func newNode(t *testing.T) *node {
@@ -146,6 +147,7 @@ func (n *node) add(l *libcni.NetworkConfigList, p *pod, caps map[string]any) (*c
 	if err != nil {
 		return nil, err
 	}
+	n.lastVersion = res.Version()
 	r, err := current.NewResultFromResult(res)
 	if err != nil {
 		return nil, err

@@ -38,12 +38,12 @@ const (
 
 // Set and map names.
 const (
-	SetMasqSrc4   = "masq-src4"   // pod IPv4 addresses whose egress is masqueraded
-	SetMasqSrc6   = "masq-src6"   // same for IPv6
-	SetPodNets4   = "pod-nets4"   // podIP . podSubnet: traffic within a pod's own network
-	SetPodNets6   = "pod-nets6"   // same for IPv6
-	MapHostPorts4 = "hostports4"  // hostIP . proto . hostPort : podIP . containerPort
-	MapHostPorts6 = "hostports6"  // same for IPv6
+	SetMasqSrc4   = "masq-src4"  // pod IPv4 addresses whose egress is masqueraded
+	SetMasqSrc6   = "masq-src6"  // same for IPv6
+	SetPodNets4   = "pod-nets4"  // podIP . podSubnet: traffic within a pod's own network
+	SetPodNets6   = "pod-nets6"  // same for IPv6
+	MapHostPorts4 = "hostports4" // hostIP . proto . hostPort : podIP . containerPort
+	MapHostPorts6 = "hostports6" // same for IPv6
 )
 
 type baseChain struct {
@@ -418,7 +418,6 @@ func SortedDump(f *knftables.Fake) string {
 	sort.Strings(lines)
 	return strings.Join(lines, "\n")
 }
-
 
 // Sweep deletes, in one transaction, every element whose comment starts
 // with prefix and whose key (the comment after prefix) keep rejects: the
