@@ -116,3 +116,5 @@ func processAlive(pid int) bool {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+func typesUID(s string) types.UID { return types.UID(s) }
