@@ -2,15 +2,15 @@ package api
 
 import (
 	"bufio"
-	"encoding/json"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"strings"
 
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 )
@@ -41,7 +41,6 @@ type list struct {
 	Kind       string            `json:"kind"`
 	Items      []json.RawMessage `json:"items"`
 }
-
 
 // Decode reads every YAML or JSON document in r (separated by `---`, or a
 // `kind: List`), decodes each strictly into its typed object, applies
