@@ -230,9 +230,14 @@ func TestValidatePod(t *testing.T) {
 
 func testManager(t *testing.T, dir string, net Network) *Manager {
 	t.Helper()
+	// The real `podnet shim` when make test provides the binaries, else
+	// this test binary (see TestMain).
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
+	}
+	if d := os.Getenv("PODNET_BIN"); d != "" {
+		exe = filepath.Join(d, "podnet")
 	}
 	if net == nil {
 		net = &fakeNetwork{}
