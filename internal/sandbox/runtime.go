@@ -20,8 +20,8 @@ func (m *Manager) Sync(ctx context.Context, pod *corev1.Pod) (corev1.PodStatus, 
 	return st.PodStatus(), nil
 }
 
-// Kill is Remove with the containers' grace period bounded by gracePeriod
-// (0 or less keeps the pod's own).
+// Kill is Remove with gracePeriod (the deletion's) replacing the pod's
+// terminationGracePeriodSeconds; 0 or less keeps the pod's own.
 func (m *Manager) Kill(ctx context.Context, uid types.UID, gracePeriod time.Duration) error {
 	return m.remove(ctx, uid, gracePeriod)
 }

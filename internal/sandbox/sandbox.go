@@ -507,7 +507,7 @@ func (m *Manager) Remove(ctx context.Context, uid types.UID) error {
 	return m.remove(ctx, uid, 0)
 }
 
-func (m *Manager) remove(ctx context.Context, uid types.UID, maxGrace time.Duration) error {
+func (m *Manager) remove(ctx context.Context, uid types.UID, grace time.Duration) error {
 	if err := validUID(uid); err != nil {
 		return fmt.Errorf("sandbox: %w", err)
 	}
@@ -526,8 +526,8 @@ func (m *Manager) remove(ctx context.Context, uid types.UID, maxGrace time.Durat
 	if err != nil {
 		return fmt.Errorf("sandbox: remove pod %s: %w", uid, err)
 	}
-	if maxGrace > 0 && maxGrace < rec.GracePeriod {
-		rec.GracePeriod = maxGrace
+	if grace > 0 {
+		rec.GracePeriod = grace
 	}
 	if err := m.teardown(ctx, rec); err != nil {
 		return fmt.Errorf("sandbox: remove pod %s: %w", recRef(rec), err)

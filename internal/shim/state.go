@@ -242,8 +242,8 @@ func killOrphan(st State) bool {
 
 // Stop stops the shim serving dir: SIGTERM (the shim forwards it to the
 // container and waits its own grace period), then SIGKILL if the shim is
-// still there after grace plus a margin. A container left by a dead shim
-// is killed too. Stopping a stopped shim is not an error.
+// still there after grace plus a margin (grace may be shorter than the
+// shim's own). A container left by a dead shim is killed too. Stopping a stopped shim is not an error.
 func Stop(ctx context.Context, dir string, grace time.Duration) error {
 	st, alive, err := Alive(dir)
 	if err != nil {
@@ -253,7 +253,7 @@ func Stop(ctx context.Context, dir string, grace time.Duration) error {
 		if err := syscall.Kill(st.ShimPID, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
 			return fmt.Errorf("shim %s: signal %d: %w", dir, st.ShimPID, err)
 		}
-		deadline := time.Now().Add(grace + 5*time.Second)
+		deadline := time.Now().Add(grace + 2*time.Second)
 		for IsShim(st.ShimPID, dir) && time.Now().Before(deadline) && ctx.Err() == nil {
 			time.Sleep(25 * time.Millisecond)
 		}
