@@ -16,6 +16,9 @@
 // Remove. Shims run in sessions of their own and survive the agent; a new
 // Manager over the same directory adopts them untouched.
 //
+// Sync, Kill and Pods implement the agent's PodRuntime on top of Ensure,
+// Remove and List.
+//
 // Ensure, Remove and Status are safe for concurrent use; calls for one pod
 // are serialised. Network namespaces and shims are started from the calling
 // OS thread, so a caller inside netns.Do runs hostNetwork pods (and the CNI

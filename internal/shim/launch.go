@@ -60,6 +60,7 @@ func Launch(o LaunchOptions) (int, error) {
 	defer logf.Close()
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Dir = "/" // do not pin the starter's working directory
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
 		return 0, fmt.Errorf("shim: start %s: %w", o.Dir, err)

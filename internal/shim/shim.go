@@ -220,6 +220,9 @@ func (s *supervisor) runOnce(ctx context.Context) (term *Termination, stopped bo
 	cmd := exec.Command(s.spec.Command[0], s.spec.Command[1:]...)
 	cmd.Env = s.spec.Env
 	cmd.Dir = s.spec.WorkingDir
+	if cmd.Dir == "" {
+		cmd.Dir = "/"
+	}
 	cmd.Stdout, cmd.Stderr = s.out, s.out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	start := time.Now()
