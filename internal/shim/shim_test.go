@@ -1,9 +1,13 @@
 package shim
 
 import (
+	"bufio"
 	"context"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -17,6 +21,18 @@ import (
 func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == "shim" {
 		os.Exit(Main(os.Args[2:]))
+	}
+	// "<test> launch DIR": an "agent" that starts a shim, reports its pid
+	// and waits to be killed.
+	if len(os.Args) == 3 && os.Args[1] == "launch" {
+		exe, _ := os.Executable()
+		pid, err := Launch(LaunchOptions{Binary: exe, Dir: os.Args[2]})
+		if err != nil {
+			fmt.Println("error:", err)
+			os.Exit(1)
+		}
+		fmt.Println(pid)
+		select {}
 	}
 	os.Exit(m.Run())
 }
@@ -264,5 +280,49 @@ func TestStartErrorAndBadSpec(t *testing.T) {
 func TestMainUsage(t *testing.T) {
 	if Main(nil) != 2 || Main([]string{"--dir", "/x", "extra"}) != 2 {
 		t.Error("want usage errors")
+	}
+}
+
+func TestShimSurvivesAgentSIGKILL(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "c")
+	if err := WriteSpec(dir, Spec{Command: sh("exec sleep 100")}); err != nil {
+		t.Fatal(err)
+	}
+	agent := exec.Command(self(t), "launch", dir)
+	out, err := agent.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := agent.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = agent.Process.Kill()
+		_ = agent.Wait()
+		if err := Stop(context.Background(), dir, time.Second); err != nil {
+			t.Error(err)
+		}
+	})
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(line))
+	if err != nil {
+		t.Fatalf("agent said %q", line)
+	}
+	st := waitState(t, dir, "running", func(s State) bool { return s.State == Running })
+	_ = agent.Process.Signal(syscall.SIGKILL)
+	_ = agent.Wait()
+	time.Sleep(200 * time.Millisecond)
+	st2, alive, err := Alive(dir)
+	if err != nil || !alive || st2.ShimPID != pid || st2.PID != st.PID || syscall.Kill(st.PID, 0) != nil {
+		t.Fatalf("after the agent died: alive=%v state %+v err %v", alive, st2, err)
+	}
+	if err := Stop(context.Background(), dir, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if st3, _ := ReadState(dir); st3.State != Terminated || IsShim(pid, dir) {
+		t.Errorf("after stop: %+v", st3)
 	}
 }
