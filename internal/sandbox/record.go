@@ -100,7 +100,13 @@ func (m *Manager) podDir(uid types.UID) string {
 }
 
 func (m *Manager) containerDir(uid types.UID, name string) string {
-	return filepath.Join(m.podDir(uid), containersDir, name)
+	return ContainerDir(m.cfg.StateDir, uid, name)
+}
+
+// ContainerDir is a container's directory (spec, state, log) under a node's
+// state directory; `podnet logs` reads the log from there.
+func ContainerDir(stateDir string, uid types.UID, name string) string {
+	return filepath.Join(stateDir, podsDir, string(uid), containersDir, name)
 }
 
 func (m *Manager) readRecord(uid types.UID) (*Record, error) {

@@ -1,0 +1,187 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/podnet/podnet/internal/agent"
+	"github.com/podnet/podnet/internal/cni"
+	"github.com/podnet/podnet/internal/resolvconf"
+	"github.com/podnet/podnet/internal/sandbox"
+	"github.com/podnet/podnet/internal/store"
+	"github.com/spf13/cobra"
+	"github.com/vishvananda/netlink"
+)
+
+// DefaultAgentStateDir holds each node's pods: <dir>/<node>/pods/<uid>.
+const DefaultAgentStateDir = "/var/lib/podnet/agent"
+
+type agentFlags struct {
+	nodeName   string
+	nodeIP     string
+	podCIDR    string
+	stateDir   string
+	cniConfDir string
+	cniBinDir  string
+	cniDataDir string
+	bridge     string
+	mtu        int
+}
+
+func (f *agentFlags) register(cmd *cobra.Command) {
+	host, _ := os.Hostname()
+	fl := cmd.Flags()
+	fl.StringVar(&f.nodeName, "node-name", host, "this node's name")
+	fl.StringVar(&f.nodeIP, "node-ip", "", "this node's address (default: the address of the default route's interface, else the first global IPv4 address)")
+	fl.StringVar(&f.podCIDR, "pod-cidr", "10.244.0.0/24", "this node's pod address range")
+	fl.StringVar(&f.stateDir, "state-dir", DefaultAgentStateDir, "where pods' state and logs are kept (per node)")
+	fl.StringVar(&f.cniConfDir, "cni-conf-dir", "/etc/cni/net.d", "where the node's conflist is written")
+	fl.StringVar(&f.cniBinDir, "cni-bin-dir", "/opt/cni/bin", "where CNI plugins are found; podnet-cni is installed here if missing")
+	fl.StringVar(&f.cniDataDir, "cni-data-dir", cni.DefaultDataDir, "the CNI plugin's IPAM state directory")
+	fl.StringVar(&f.bridge, "bridge", cni.DefaultBridge, "the node's pod bridge")
+	fl.IntVar(&f.mtu, "mtu", 0, "pod interface MTU (0: kernel default)")
+}
+
+// newAgentFromFlags writes the node's CNI config, installs the plugin and
+// returns an agent ready to Run.
+func newAgentFromFlags(g *globals, f *agentFlags, s *store.Store, bind bool) (*agent.Agent, error) {
+	log := g.logger()
+	if f.nodeName == "" {
+		return nil, fmt.Errorf("--node-name is required")
+	}
+	if _, err := netip.ParsePrefix(f.podCIDR); err != nil {
+		return nil, fmt.Errorf("--pod-cidr %q: %w", f.podCIDR, err)
+	}
+	if f.nodeIP == "" {
+		ip, err := detectNodeIP()
+		if err != nil {
+			return nil, fmt.Errorf("--node-ip not given and %w", err)
+		}
+		f.nodeIP = ip
+	} else if _, err := netip.ParseAddr(f.nodeIP); err != nil {
+		return nil, fmt.Errorf("--node-ip %q: %w", f.nodeIP, err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	if err := agent.InstallPlugin(filepath.Join(filepath.Dir(self), "podnet-cni"), f.cniBinDir); err != nil {
+		return nil, err
+	}
+	conf, err := agent.ConfList(agent.NetworkConfig{Bridge: f.bridge, PodCIDR: f.podCIDR, MTU: f.mtu, DataDir: f.cniDataDir})
+	if err != nil {
+		return nil, err
+	}
+	confPath := filepath.Join(f.cniConfDir, agent.ConfListName)
+	if _, err := agent.WriteFileAtomic(confPath, conf, 0o644); err != nil {
+		return nil, fmt.Errorf("write CNI config: %w", err)
+	}
+	log.Info("CNI configured", "conflist", confPath, "podCIDR", f.podCIDR, "bridge", f.bridge)
+	mgr, err := sandbox.New(sandbox.Config{
+		NodeName:        f.nodeName,
+		StateDir:        filepath.Join(f.stateDir, f.nodeName),
+		CNIConfListPath: confPath,
+		CNIBinDirs:      []string{f.cniBinDir},
+		PodnetBinary:    self,
+		ResolvConf:      resolvconf.Config{HostResolvConf: "/etc/resolv.conf"},
+		Logger:          log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return agent.New(agent.Config{
+		NodeName: f.nodeName, NodeIP: f.nodeIP, Store: s, Runtime: mgr,
+		Logger: log, BindUnscheduled: bind,
+	}), nil
+}
+
+// detectNodeIP picks the node's address: the default route's source or
+// interface address, else the first global unicast IPv4 address.
+func detectNodeIP() (string, error) {
+	routes, _ := netlink.RouteList(nil, netlink.FAMILY_V4)
+	for _, r := range routes {
+		if r.Dst != nil && r.Dst.String() != "0.0.0.0/0" {
+			continue
+		}
+		if r.Src != nil {
+			return r.Src.String(), nil
+		}
+		if l, err := netlink.LinkByIndex(r.LinkIndex); err == nil {
+			if addrs, err := netlink.AddrList(l, netlink.FAMILY_V4); err == nil && len(addrs) > 0 {
+				return addrs[0].IP.String(), nil
+			}
+		}
+	}
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return "", err
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && n.IP.IsGlobalUnicast() {
+			return n.IP.String(), nil
+		}
+	}
+	return "", fmt.Errorf("no global IPv4 address found")
+}
+
+func newAgent(g *globals) *cobra.Command {
+	var f agentFlags
+	cmd := &cobra.Command{
+		Use:   "agent --node-name NAME [--node-ip IP] [--pod-cidr CIDR]",
+		Short: "Run the node agent: pods bound to this node, their network, their status",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			defer cancel()
+			cli, err := store.Connect(g.clientConfig())
+			if err != nil {
+				return err
+			}
+			defer cli.Close()
+			a, err := newAgentFromFlags(g, &f, store.New(cli), false)
+			if err != nil {
+				return err
+			}
+			return a.Run(ctx)
+		},
+	}
+	f.register(cmd)
+	return cmd
+}
+
+func newUp(g *globals) *cobra.Command {
+	var f agentFlags
+	var sf serverFlags
+	cmd := &cobra.Command{
+		Use:   "up",
+		Short: "Single-machine mode: the store and an agent for this machine as one node",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			defer cancel()
+			sctx, scancel := context.WithTimeout(ctx, 90*time.Second)
+			s, stop, err := startStore(sctx, g, &sf, cmd)
+			scancel()
+			if err != nil {
+				return err
+			}
+			defer stop()
+			a, err := newAgentFromFlags(g, &f, s, true)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(g.errOut, "podnet up: node %s (%s), pods in %s, store at %v\n", f.nodeName, f.nodeIP, f.podCIDR, g.endpoints)
+			return a.Run(ctx)
+		},
+	}
+	f.register(cmd)
+	sf.register(cmd)
+	return cmd
+}

@@ -1,0 +1,120 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	"github.com/podnet/podnet/internal/api"
+	"github.com/podnet/podnet/internal/sandbox"
+	"github.com/podnet/podnet/internal/shim"
+	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
+)
+
+// exitError carries a command's exit code out of `podnet exec`.
+type exitError struct{ code int }
+
+func (e *exitError) Error() string { return fmt.Sprintf("command terminated with exit code %d", e.code) }
+
+func getPod(cmd *cobra.Command, g *globals, name string) (*corev1.Pod, error) {
+	ctx := cmd.Context()
+	s, done, err := g.store(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	k, _ := api.KindOf(&corev1.Pod{})
+	o, err := s.Get(ctx, k, g.namespace, name)
+	if err != nil {
+		return nil, friendly(err)
+	}
+	return o.(*corev1.Pod), nil
+}
+
+func newExec(g *globals) *cobra.Command {
+	var container string
+	cmd := &cobra.Command{
+		Use:   "exec POD -- CMD [ARGS...]",
+		Short: "Run a command in a pod's network namespace (with its resolv.conf and hosts)",
+		Args:  cobra.MinimumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if cmd.ArgsLenAtDash() != 1 {
+				return fmt.Errorf("usage: podnet exec POD -- CMD [ARGS...]")
+			}
+			p, err := getPod(cmd, g, args[0])
+			if err != nil {
+				return err
+			}
+			if p.Status.Phase != corev1.PodRunning {
+				return fmt.Errorf("pod %s is %s, not Running", p.Name, podStatus(p))
+			}
+			rec := &sandbox.Record{UID: p.UID, Mode: sandbox.Mode(api.NetworkMode(p))}
+			if rec.Mode != sandbox.ModeHost {
+				rec.NetNS = sandbox.NetNSName(p.UID)
+			}
+			c := sandbox.ExecCommand("", rec, args[1:])
+			c.Stdin, c.Stdout, c.Stderr = cmd.InOrStdin(), g.out, g.errOut
+			err = c.Run()
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				os.Exit(ee.ExitCode())
+			}
+			return err
+		},
+	}
+	cmd.Flags().StringVarP(&container, "container", "c", "", "container (all of a pod's containers share its network)")
+	return cmd
+}
+
+func newLogs(g *globals) *cobra.Command {
+	var container, stateDir string
+	var follow bool
+	cmd := &cobra.Command{
+		Use:   "logs POD [-c CONTAINER] [-f]",
+		Short: "Print a container's output (on the machine running the pod's node)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			p, err := getPod(cmd, g, args[0])
+			if err != nil {
+				return err
+			}
+			if container == "" {
+				if len(p.Spec.Containers) > 1 {
+					return fmt.Errorf("pod %s has %d containers; choose one with -c", p.Name, len(p.Spec.Containers))
+				}
+				container = p.Spec.Containers[0].Name
+			}
+			if p.Spec.NodeName == "" {
+				return fmt.Errorf("pod %s is not on a node yet", p.Name)
+			}
+			path := filepath.Join(sandbox.ContainerDir(filepath.Join(stateDir, p.Spec.NodeName), p.UID, container), shim.LogFile)
+			f, err := os.Open(path)
+			if err != nil {
+				return fmt.Errorf("logs of %s/%s: %w (is the pod's node on this machine? see --state-dir)", p.Name, container, err)
+			}
+			defer f.Close()
+			for {
+				if _, err := io.Copy(g.out, f); err != nil {
+					return err
+				}
+				if !follow {
+					return nil
+				}
+				select {
+				case <-cmd.Context().Done():
+					return nil
+				case <-time.After(200 * time.Millisecond):
+				}
+			}
+		},
+	}
+	cmd.Flags().StringVarP(&container, "container", "c", "", "container name")
+	cmd.Flags().StringVar(&stateDir, "state-dir", DefaultAgentStateDir, "the agent's state directory")
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new output")
+	return cmd
+}
