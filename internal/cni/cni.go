@@ -67,7 +67,16 @@ func Main() {
 
 var log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 
+// TraceEnv, when set, makes the plugin log each step's elapsed time to
+// stderr (for latency measurements).
+const TraceEnv = "PODNET_CNI_TRACE"
+
+var start = time.Now()
+
 func crashAt(step string) {
+	if os.Getenv(TraceEnv) != "" {
+		fmt.Fprintf(os.Stderr, "podnet-cni trace: %-14s %v\n", step, time.Since(start))
+	}
 	if v := os.Getenv(CrashEnv); v != "" && v == step {
 		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
 		select {}
@@ -153,6 +162,7 @@ func cmdAdd(args *skel.CmdArgs) error {
 }
 
 func add(ctx context.Context, cfg *Config, args *skel.CmdArgs) (_ *current.Result, retErr error) {
+	crashAt("parsed")
 	n, err := openNetwork(cfg)
 	if err != nil {
 		return nil, err
@@ -246,6 +256,7 @@ func add(ctx context.Context, cfg *Config, args *skel.CmdArgs) (_ *current.Resul
 		}
 	})
 	crashAt("after-nft")
+	defer crashAt("done")
 
 	res := &current.Result{
 		CNIVersion: current.ImplementedSpecVersion,
@@ -402,17 +413,20 @@ func (n *network) teardown(ctx context.Context, key string) error {
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return ioErr("%v", err)
 	}
-	if err := link.DeleteLink(key); err != nil {
-		return internalErr("%v", err)
-	}
+	// Deleting a veth waits for RCU grace periods (~20 ms); overlap it
+	// with the nft transaction. Addresses are released only after both.
+	linkErr := make(chan error, 1)
+	go func() { linkErr <- link.DeleteLink(key) }()
+	var nftErr error
 	if rec != nil {
 		dp, err := nft.NewExec()
-		if err != nil {
-			return internalErr("%v", err)
+		if err == nil {
+			err = dp.Remove(ctx, rec.attachment())
 		}
-		if err := dp.Remove(ctx, rec.attachment()); err != nil {
-			return internalErr("%v", err)
-		}
+		nftErr = err
+	}
+	if err := errors.Join(<-linkErr, nftErr); err != nil {
+		return internalErr("%v", err)
 	}
 	unlock, err := n.lock()
 	if err != nil {

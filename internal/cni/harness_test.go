@@ -78,7 +78,7 @@ func newNode(t *testing.T) *node {
 	testutil.Run(t, "ip", "-n", n.ns, "link", "set", n.uplink, "up")
 	testutil.Run(t, "ip", "-n", n.ext, "addr", "add", "192.168.200.2/24", "dev", peer)
 	testutil.Run(t, "ip", "-n", n.ext, "link", "set", peer, "up")
-	n.dataDir = t.TempDir()
+	n.dataDir = shmTempDir(t)
 	n.cni = libcni.NewCNIConfigWithCacheDir([]string{pluginBinDir(t)}, t.TempDir(), nil)
 	n.bridge = testutil.UniqueName("pnb", 0)
 	n.network = "podnet-test"
@@ -248,4 +248,16 @@ func dial(ns, proto, addr string, port int) (string, error) {
 	}
 	out, err := cmd.CombinedOutput()
 	return strings.TrimSpace(string(out)), err
+}
+
+// shmTempDir is a temporary directory on tmpfs when /dev/shm exists: the
+// plugin fsyncs its records, and a loaded machine's disk would make the
+// concurrency tests measure the disk.
+func shmTempDir(t *testing.T) string {
+	d, err := os.MkdirTemp("/dev/shm", "podnet-cni-test-")
+	if err != nil {
+		return t.TempDir()
+	}
+	t.Cleanup(func() { os.RemoveAll(d) })
+	return d
 }

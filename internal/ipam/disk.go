@@ -87,10 +87,10 @@ func (s *DiskStore) createExcl(path string, content []byte) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("ipam: %w", err)
 	}
+	// No fsync here: a kill -9 loses nothing from the page cache, and the
+	// attachment record written next is fsynced; after a power loss every
+	// pod of the previous boot is gone and GC reclaims its state.
 	_, err = f.Write(content)
-	if err == nil && !s.NoSync {
-		err = f.Sync()
-	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

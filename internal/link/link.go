@@ -71,23 +71,9 @@ func EnsureBridge(name string, mtu int, addrs []netip.Prefix) (netlink.Link, err
 			return nil, fmt.Errorf("bridge %s: set mtu %d: %w", name, mtu, err)
 		}
 	}
-	have, err := netlink.AddrList(l, netlink.FAMILY_ALL)
-	if err != nil {
-		return nil, fmt.Errorf("bridge %s: list addresses: %w", name, err)
-	}
+	// Add without listing first: a dump races with concurrent ADDs
+	// (NLM_F_DUMP_INTR), while EEXIST answers the same question atomically.
 	for _, p := range addrs {
-		found := false
-		for _, a := range have {
-			if ip, ok := netip.AddrFromSlice(a.IP); ok && ip.Unmap() == p.Addr() {
-				ones, _ := a.Mask.Size()
-				if ones == p.Bits() {
-					found = true
-				}
-			}
-		}
-		if found {
-			continue
-		}
 		a := &netlink.Addr{IPNet: ipNet(p), Flags: addrFlags(p)}
 		if err := netlink.AddrAdd(l, a); err != nil && !errors.Is(err, unix.EEXIST) {
 			return nil, fmt.Errorf("bridge %s: add address %s: %w", name, p, err)
