@@ -1,0 +1,129 @@
+package nft
+
+import (
+	"context"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"sigs.k8s.io/knftables"
+)
+
+var testAtt = Attachment{
+	Key:        "net1/pn0123456789a",
+	IPs:        []netip.Prefix{netip.MustParsePrefix("10.22.0.5/24"), netip.MustParsePrefix("fd00::5/64")},
+	Masquerade: true,
+	Ports: []PortMapping{
+		{Proto: "tcp", HostPort: 8080, ContainerPort: 80},
+		{Proto: "udp", HostPort: 53, ContainerPort: 5353, HostIP: netip.MustParseAddr("127.0.0.1")},
+	},
+}
+
+func TestAddRemoveReturnsToBaseline(t *testing.T) {
+	ctx := context.Background()
+	fake := knftables.NewFake(knftables.InetFamily, TableName)
+	d := New(fake)
+	// Baseline: the table with no attachment.
+	if err := d.Remove(ctx, Attachment{Key: "none"}); err != nil {
+		t.Fatal(err)
+	}
+	base := SortedDump(fake)
+	if err := d.Add(ctx, testAtt); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Add(ctx, testAtt); err != nil {
+		t.Fatalf("repeated Add: %v", err)
+	}
+	got := SortedDump(fake)
+	for _, want := range []string{
+		`add element inet podnet masq-src4 { 10.22.0.5 comment "net1/pn0123456789a" }`,
+		`add element inet podnet masq-src6 { fd00::5 comment "net1/pn0123456789a" }`,
+		`add element inet podnet pod-nets4 { 10.22.0.5 . 10.22.0.0/24 comment "net1/pn0123456789a" }`,
+		`add element inet podnet hostports4 { 0.0.0.0/0 . tcp . 8080 comment "net1/pn0123456789a" : 10.22.0.5 . 80 }`,
+		`add element inet podnet hostports4 { 127.0.0.1 . udp . 53 comment "net1/pn0123456789a" : 10.22.0.5 . 5353 }`,
+		`add element inet podnet hostports6 { ::/0 . tcp . 8080 comment "net1/pn0123456789a" : fd00::5 . 80 }`,
+		`add rule inet podnet postrouting jump pod-masq`,
+		`add chain inet podnet prerouting { type nat hook prerouting priority -100 ; }`,
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("dump lacks %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "hostports6 { ::/0 . udp . 53") {
+		t.Error("an IPv4 hostIP mapping leaked into hostports6")
+	}
+	if err := d.Check(ctx, testAtt); err != nil {
+		t.Fatalf("Check: %v", err)
+	}
+	if err := d.Remove(ctx, testAtt); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Remove(ctx, testAtt); err != nil {
+		t.Fatalf("repeated Remove: %v", err)
+	}
+	if after := SortedDump(fake); after != base {
+		t.Fatalf("not back to baseline:\n%s\nwant\n%s", after, base)
+	}
+	if err := d.Check(ctx, testAtt); err == nil || !strings.Contains(err.Error(), "has no element") {
+		t.Fatalf("Check after Remove: %v", err)
+	}
+}
+
+func TestNoMasqueradeNoMasqElements(t *testing.T) {
+	fake := knftables.NewFake(knftables.InetFamily, TableName)
+	a := testAtt
+	a.Masquerade = false
+	if err := New(fake).Add(context.Background(), a); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(fake.Dump(), "add element inet podnet masq-src4") {
+		t.Fatal("masq element for a pod without ipMasq")
+	}
+}
+
+func TestSweepKeepsLiveAndOtherNetworks(t *testing.T) {
+	ctx := context.Background()
+	fake := knftables.NewFake(knftables.InetFamily, TableName)
+	d := New(fake)
+	live := testAtt
+	dead := Attachment{Key: "net1/pndead", IPs: []netip.Prefix{netip.MustParsePrefix("10.22.0.6/24")}, Masquerade: true}
+	other := Attachment{Key: "net2/pnother", IPs: []netip.Prefix{netip.MustParsePrefix("10.23.0.6/24")}, Masquerade: true}
+	for _, a := range []Attachment{live, dead, other} {
+		if err := d.Add(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := d.Sweep(ctx, "net1/", func(k string) bool { return k == "pn0123456789a" }); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []Attachment{live, other} {
+		if err := d.Check(ctx, a); err != nil {
+			t.Errorf("swept %s: %v", a.Key, err)
+		}
+	}
+	if strings.Contains(fake.Dump(), "pndead") {
+		t.Error("dead attachment survived the sweep")
+	}
+}
+
+// A damaged table (a rule deleted by hand) is healed by the next Add.
+func TestAddHealsStaticRules(t *testing.T) {
+	ctx := context.Background()
+	fake := knftables.NewFake(knftables.InetFamily, TableName)
+	d := New(fake)
+	if err := d.Add(ctx, testAtt); err != nil {
+		t.Fatal(err)
+	}
+	want := SortedDump(fake)
+	tx := fake.NewTransaction()
+	tx.Flush(&knftables.Chain{Name: ChainMasquerade})
+	if err := fake.Run(ctx, tx); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Add(ctx, testAtt); err != nil {
+		t.Fatal(err)
+	}
+	if got := SortedDump(fake); got != want {
+		t.Fatalf("not healed:\n%s", got)
+	}
+}
