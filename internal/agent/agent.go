@@ -291,6 +291,11 @@ func (a *Agent) reconcile(ctx context.Context, uid types.UID) (done bool, err er
 		st.Reason = "SandboxFailed"
 		st.Message = serr.Error()
 	}
+	if api.NetworkMode(p) == api.NetworkHost && a.cfg.NodeIP != "" && serr == nil {
+		// As in Kubernetes, a host-network pod's IP is its node's.
+		st.PodIP = a.cfg.NodeIP
+		st.PodIPs = []corev1.PodIP{{IP: a.cfg.NodeIP}}
+	}
 	st.HostIP = a.cfg.NodeIP
 	st.HostIPs = []corev1.HostIP{{IP: a.cfg.NodeIP}}
 	if a.cfg.NodeIP == "" {

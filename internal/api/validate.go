@@ -47,6 +47,10 @@ func validateMeta(k *Kind, o Object) field.ErrorList {
 
 func validateNamespace(*corev1.Namespace) field.ErrorList { return nil }
 
+// supportedFieldRefs are the downward-API fields a container's env can use.
+var supportedFieldRefs = sets.New("metadata.name", "metadata.namespace", "metadata.uid", "spec.nodeName",
+	"spec.serviceAccountName", "status.podIP", "status.podIPs")
+
 // ValidatePod checks the parts of a pod podnet runs.
 func ValidatePod(p *corev1.Pod) field.ErrorList {
 	var errs field.ErrorList
@@ -123,8 +127,14 @@ func ValidatePod(p *corev1.Pod) field.ErrorList {
 			if e.Name == "" {
 				errs = append(errs, field.Required(cp.Child("env").Index(j).Child("name"), ""))
 			}
-			if e.ValueFrom != nil {
-				errs = append(errs, field.Forbidden(cp.Child("env").Index(j).Child("valueFrom"), "not supported by podnet; use value"))
+			if vf := e.ValueFrom; vf != nil {
+				vp := cp.Child("env").Index(j).Child("valueFrom")
+				switch {
+				case vf.FieldRef == nil:
+					errs = append(errs, field.Forbidden(vp, "podnet supports only fieldRef"))
+				case !supportedFieldRefs.Has(vf.FieldRef.FieldPath):
+					errs = append(errs, field.NotSupported(vp.Child("fieldRef", "fieldPath"), vf.FieldRef.FieldPath, sets.List(supportedFieldRefs)))
+				}
 			}
 		}
 		for j, port := range c.Ports {
