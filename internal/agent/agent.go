@@ -64,6 +64,7 @@ type Agent struct {
 
 	mu      sync.Mutex
 	pods    map[types.UID]*corev1.Pod // desired: this node's pods in the store
+	retry   map[types.UID]retryState  // pods whose set-up failed
 	synced  bool                      // pods reflects a complete list
 	workers map[types.UID]chan struct{}
 	wg      sync.WaitGroup
@@ -84,8 +85,18 @@ func New(cfg Config) *Agent {
 		podKind: k,
 		pods:    map[types.UID]*corev1.Pod{},
 		workers: map[types.UID]chan struct{}{},
+		retry:   map[types.UID]retryState{},
 	}
 }
+
+// retryState backs off a pod whose set-up keeps failing (a taken host
+// port, say), as the kubelet does: 1s doubling to 30s.
+type retryState struct {
+	next  time.Time
+	delay time.Duration
+}
+
+const maxRetryDelay = 30 * time.Second
 
 // Run works until ctx ends. Running pods are left running when it returns.
 func (a *Agent) Run(ctx context.Context) error {
@@ -144,16 +155,17 @@ func (a *Agent) informer(ctx context.Context) {
 			}
 			p := ev.Object.(*corev1.Pod)
 			a.mu.Lock()
-			switch {
-			case ev.Type == store.Deleted:
-				delete(a.pods, p.UID)
-			case a.mine(ctx, p):
+			_, had := a.pods[p.UID]
+			want := ev.Type != store.Deleted && a.mine(ctx, p)
+			if want {
 				a.pods[p.UID] = p
-			default:
+			} else {
 				delete(a.pods, p.UID)
 			}
 			a.mu.Unlock()
-			a.poke(ctx, p.UID)
+			if want || had {
+				a.poke(ctx, p.UID)
+			}
 		}
 	}
 }
@@ -259,7 +271,10 @@ func (a *Agent) reconcile(ctx context.Context, uid types.UID) (done bool, err er
 		if err := a.cfg.Runtime.Kill(ctx, uid, 0); err != nil {
 			return false, fmt.Errorf("remove pod %s no longer in the store: %w", uid, err)
 		}
-		a.log.Info("removed pod no longer in the store", "uid", uid)
+		a.log.Debug("pod not in the store is gone from the node", "uid", uid)
+		a.mu.Lock()
+		delete(a.retry, uid)
+		a.mu.Unlock()
 		return true, nil
 	}
 	name := p.Namespace + "/" + p.Name
@@ -278,13 +293,29 @@ func (a *Agent) reconcile(ctx context.Context, uid types.UID) (done bool, err er
 		a.log.Info("pod deleted", "pod", name)
 		a.mu.Lock()
 		delete(a.pods, uid)
+		delete(a.retry, uid)
 		a.mu.Unlock()
 		return true, nil
 	}
 	if terminal(p.Status.Phase) {
 		return false, nil // finished pods keep their sandbox state until deleted
 	}
+	a.mu.Lock()
+	r, failing := a.retry[uid]
+	a.mu.Unlock()
+	if failing && time.Now().Before(r.next) {
+		return false, nil
+	}
 	st, serr := a.cfg.Runtime.Sync(ctx, p)
+	a.mu.Lock()
+	if serr != nil {
+		r.delay = min(max(2*r.delay, a.cfg.Resync), maxRetryDelay)
+		r.next = time.Now().Add(r.delay)
+		a.retry[uid] = r
+	} else {
+		delete(a.retry, uid)
+	}
+	a.mu.Unlock()
 	if serr != nil {
 		st = p.Status
 		st.Phase = corev1.PodPending

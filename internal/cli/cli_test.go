@@ -144,14 +144,14 @@ func TestApplyDirectory(t *testing.T) {
 
 func TestParsePublish(t *testing.T) {
 	cases := map[string]string{
-		"8080:80":             "8080->80/TCP",
-		"9090:91/udp":         "9090->91/UDP",
-		"127.0.0.1:8080:80":   "127.0.0.1:8080->80/TCP",
-		"80":                  "0->80/TCP",
-		"80/sctp":             `protocol "sctp"`,
-		"0:80":                `host port "0"`,
-		"a:b:c:d":             "want [HOSTIP:]HOSTPORT:PORT",
-		"8080:70000":          `container port "70000"`,
+		"8080:80":           "8080->80/TCP",
+		"9090:91/udp":       "9090->91/UDP",
+		"127.0.0.1:8080:80": "127.0.0.1:8080->80/TCP",
+		"80":                "0->80/TCP",
+		"80/sctp":           `protocol "sctp"`,
+		"0:80":              `host port "0"`,
+		"a:b:c:d":           "want [HOSTIP:]HOSTPORT:PORT",
+		"8080:70000":        `container port "70000"`,
 	}
 	for in, want := range cases {
 		p, err := parsePublish(in)

@@ -19,7 +19,9 @@ import (
 // exitError carries a command's exit code out of `podnet exec`.
 type exitError struct{ code int }
 
-func (e *exitError) Error() string { return fmt.Sprintf("command terminated with exit code %d", e.code) }
+func (e *exitError) Error() string {
+	return fmt.Sprintf("command terminated with exit code %d", e.code)
+}
 
 func getPod(cmd *cobra.Command, g *globals, name string) (*corev1.Pod, error) {
 	ctx := cmd.Context()

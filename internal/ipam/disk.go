@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -57,25 +58,50 @@ func (s *DiskStore) Lock(timeout time.Duration) (func(), error) {
 	if err != nil {
 		return nil, fmt.Errorf("ipam: open lock: %w", err)
 	}
-	deadline := time.Now().Add(timeout)
-	wait := 200 * time.Microsecond
-	for {
-		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-		if err == nil {
-			return func() { _ = unix.Flock(int(f.Fd()), unix.LOCK_UN); _ = f.Close() }, nil
+	release := func() { _ = unix.Flock(int(f.Fd()), unix.LOCK_UN); _ = f.Close() }
+	// Fast path: uncontended.
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err == nil {
+		return release, nil
+	}
+	// Contended: a blocking flock lets the kernel wake us the moment the
+	// holder releases, instead of polling and losing the race to newer
+	// arrivals. If the timeout fires first, the waiter gives the lock back
+	// as soon as it gets it.
+	got := make(chan error, 1)
+	var abandoned atomic.Bool
+	go func() {
+		var err error
+		for {
+			err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
+			if !errors.Is(err, unix.EINTR) {
+				break
+			}
 		}
-		if !errors.Is(err, unix.EWOULDBLOCK) && !errors.Is(err, unix.EINTR) {
+		if err == nil && abandoned.Load() {
+			release()
+			return
+		}
+		got <- err
+	}()
+	select {
+	case err := <-got:
+		if err != nil {
 			f.Close()
 			return nil, fmt.Errorf("ipam: flock: %w", err)
 		}
-		if time.Now().After(deadline) {
+		return release, nil
+	case <-time.After(timeout):
+		abandoned.Store(true)
+		select {
+		case err := <-got: // acquired just now
+			if err == nil {
+				return release, nil
+			}
 			f.Close()
-			return nil, ErrLockTimeout
+			return nil, fmt.Errorf("ipam: flock: %w", err)
+		default:
 		}
-		time.Sleep(wait)
-		if wait < 5*time.Millisecond {
-			wait *= 2
-		}
+		return nil, ErrLockTimeout
 	}
 }
 

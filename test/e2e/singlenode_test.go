@@ -1,0 +1,216 @@
+package e2e
+
+import (
+	"io"
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/podnet/podnet/internal/netns"
+	"github.com/podnet/podnet/internal/sandbox"
+)
+
+// TestSingleNode is the first half of the networking notes, for real: pods
+// on a bridge reach each other and the gateway, leave through masquerade,
+// and are reached through published ports from outside, from the node and
+// from themselves; none and host modes behave as Docker's.
+func TestSingleNode(t *testing.T) {
+	n := newNode(t)
+	echo := filepath.Join(n.bin, "podnet")
+	n.mustPodnet("run", "web", "--wait", "-p", "8080:8080", "-p", "9090:9091/udp", "--",
+		echo, "echo-server", "--listen", ":8080", "--udp", ":9091", "--name", "web")
+	n.mustPodnet("run", "client", "--wait", "--", "sleep", "infinity")
+	web, client := n.pod("web"), n.pod("client")
+	if web.Status.PodIP == "" || client.Status.PodIP == "" || web.Status.PodIP == client.Status.PodIP {
+		t.Fatalf("pod IPs: web %q client %q", web.Status.PodIP, client.Status.PodIP)
+	}
+	if web.Status.HostIP != nodeIP {
+		t.Fatalf("hostIP %q, want %s", web.Status.HostIP, nodeIP)
+	}
+
+	t.Run("pods ping each other and the gateway", func(t *testing.T) {
+		check(t)(n.podnet("exec", "client", "--", "ping", "-c1", "-W2", web.Status.PodIP))
+		check(t)(n.podnet("exec", "web", "--", "ping", "-c1", "-W2", client.Status.PodIP))
+		check(t)(n.podnet("exec", "client", "--", "ping", "-c1", "-W2", "10.244.0.1"))
+	})
+
+	t.Run("egress is masqueraded to the node address", func(t *testing.T) {
+		ln := make(chan string, 1)
+		go func() {
+			out, _ := inNS(n.extPath, "socat", "-T5", "TCP-LISTEN:7777,reuseaddr", "SYSTEM:echo $SOCAT_PEERADDR")
+			ln <- out
+		}()
+		var out string
+		var err error
+		for i := 0; i < 50; i++ {
+			if out, err = n.podnet("exec", "client", "--", "socat", "-T3", "-", "TCP:"+extIP+":7777"); err == nil {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if err != nil || strings.TrimSpace(out) != nodeIP {
+			t.Fatalf("external host saw %q (err %v), want the node's %s", out, err, nodeIP)
+		}
+		<-ln
+	})
+
+	t.Run("published TCP port from outside, node, localhost and hairpin", func(t *testing.T) {
+		cases := []struct {
+			name       string
+			run        func() (string, error)
+			wantClient string
+		}{
+			{"external host", func() (string, error) { return inNS(n.extPath, "curl", "-sS", "-m5", "http://"+nodeIP+":8080/ext") }, extIP},
+			{"node address", func() (string, error) { return inNS(n.path, "curl", "-sS", "-m5", "http://"+nodeIP+":8080/node") }, ""},
+			{"node localhost", func() (string, error) { return inNS(n.path, "curl", "-sS", "-m5", "http://127.0.0.1:8080/lo") }, ""},
+			{"hairpin", func() (string, error) {
+				return n.podnet("exec", "web", "--", "curl", "-sS", "-m5", "http://"+nodeIP+":8080/self")
+			}, ""},
+			{"other pod via node", func() (string, error) {
+				return n.podnet("exec", "client", "--", "curl", "-sS", "-m5", "http://"+nodeIP+":8080/other")
+			}, ""},
+		}
+		for _, c := range cases {
+			out, err := c.run()
+			if err != nil || !strings.Contains(out, "hello from web") {
+				t.Errorf("%s: %v\n%s", c.name, err, out)
+				continue
+			}
+			if c.wantClient != "" && !strings.Contains(out, "client: "+c.wantClient) {
+				t.Errorf("%s: the pod should see the real client %s:\n%s", c.name, c.wantClient, out)
+			}
+		}
+	})
+
+	t.Run("published UDP port", func(t *testing.T) {
+		out, err := inNS(n.extPath, "sh", "-c", "echo ping | socat -T2 - UDP:"+nodeIP+":9090")
+		if err != nil || !strings.Contains(out, "web from "+extIP) {
+			t.Fatalf("UDP: %v\n%s", err, out)
+		}
+	})
+
+	t.Run("a taken host port is refused with a clear error", func(t *testing.T) {
+		n.mustPodnet("run", "web2", "-p", "8080:80", "--", "sleep", "infinity")
+		eventually(t, "port conflict reported", 20*time.Second, func() (bool, string) {
+			p := n.pod("web2")
+			return strings.Contains(p.Status.Message, "8080") && strings.Contains(p.Status.Message, "allocated"), p.Status.Message
+		})
+		if p := n.pod("web2"); p.Status.PodIP != "" || exists(netns.Path(sandbox.NetNSName(p.UID))) {
+			t.Fatalf("a refused pod kept an IP or namespace: %+v", p.Status)
+		}
+		out, _ := inNS(n.extPath, "curl", "-sS", "-m5", "http://"+nodeIP+":8080/still")
+		if !strings.Contains(out, "hello from web") {
+			t.Fatalf("the first owner lost its port:\n%s", out)
+		}
+		n.mustPodnet("delete", "pod", "web2")
+	})
+
+	t.Run("none mode has only loopback; host mode sees the node", func(t *testing.T) {
+		n.mustPodnet("run", "lonely", "--network", "none", "--wait", "--", "sleep", "infinity")
+		n.mustPodnet("run", "hosty", "--network", "host", "--wait", "--", "sleep", "infinity")
+		out := check(t)(n.podnet("exec", "lonely", "--", "ip", "-o", "link"))
+		if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 1 || !strings.Contains(lines[0], ": lo:") {
+			t.Fatalf("none-mode pod links:\n%s", out)
+		}
+		if p := n.pod("lonely"); p.Status.PodIP != "" {
+			t.Fatalf("none-mode pod got an IP %q", p.Status.PodIP)
+		}
+		if out := check(t)(inNS(n.path, filepath.Join(n.bin, "podnet"), "exec", "hosty", "--", "ip", "-o", "link")); !strings.Contains(out, uplink) {
+			t.Fatalf("host-mode pod does not see the node's %s:\n%s", uplink, out)
+		}
+		if p := n.pod("hosty"); p.Status.PodIP != nodeIP {
+			t.Fatalf("host-mode pod IP %q, want the node's %s", p.Status.PodIP, nodeIP)
+		}
+	})
+
+	t.Run("resolv.conf and hosts are the pod's", func(t *testing.T) {
+		out := check(t)(n.podnet("exec", "client", "--", "cat", "/etc/hosts"))
+		if !strings.Contains(out, client.Status.PodIP+"\tclient") {
+			t.Fatalf("/etc/hosts:\n%s", out)
+		}
+	})
+
+	t.Run("deleting pods removes their namespaces, links and rules", func(t *testing.T) {
+		var netnsNames []string
+		for _, name := range []string{"web", "client", "lonely", "hosty"} {
+			netnsNames = append(netnsNames, sandbox.NetNSName(n.pod(name).UID))
+			n.mustPodnet("delete", "pod", name)
+		}
+		for _, ns := range netnsNames {
+			if exists(netns.Path(ns)) || exists(filepath.Join(sandbox.EtcNetnsDir, ns)) {
+				t.Errorf("pod namespace %s or its /etc/netns left behind", ns)
+			}
+		}
+		links := check(t)(inNS(n.path, "ip", "-o", "link"))
+		if strings.Count(links, "\n") != 3 { // lo, the uplink, the bridge
+			t.Errorf("links left behind:\n%s", links)
+		}
+		rules := check(t)(inNS(n.path, "nft", "-j", "list", "table", "inet", "podnet"))
+		if strings.Contains(rules, `"elem"`) {
+			t.Errorf("nftables elements left behind:\n%s", rules)
+		}
+	})
+}
+
+// TestAgentRestart: kill -9 of the node (store and agent), then a restart:
+// the pods are adopted untouched and an established connection through a
+// published port survives. The kernel state after reconcile is the same.
+func TestAgentRestart(t *testing.T) {
+	n := newNode(t)
+	n.mustPodnet("run", "echo", "--wait", "-p", "5000:5000", "--", "socat", "TCP-LISTEN:5000,fork,reuseaddr", "EXEC:cat")
+	before := n.pod("echo")
+	var conn net.Conn
+	err := netns.Do(n.extPath, func() error {
+		var err error
+		for i := 0; i < 50; i++ {
+			if conn, err = net.DialTimeout("tcp", nodeIP+":5000", 2*time.Second); err == nil {
+				return nil
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	roundTrip := func(msg string) {
+		t.Helper()
+		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := conn.Write([]byte(msg)); err != nil {
+			t.Fatalf("write %q: %v", msg, err)
+		}
+		buf := make([]byte, len(msg))
+		if _, err := io.ReadFull(conn, buf); err != nil || string(buf) != msg {
+			t.Fatalf("echo %q: got %q, %v", msg, buf, err)
+		}
+	}
+	roundTrip("before")
+	kernel := func() string {
+		rules := check(t)(inNS(n.path, "nft", "list", "table", "inet", "podnet"))
+		links := check(t)(inNS(n.path, "ip", "-br", "link"))
+		addrs := check(t)(inNS(n.path, "ip", "-br", "addr"))
+		return rules + links + addrs
+	}
+	stateBefore := kernel()
+
+	n.kill9()
+	roundTrip("while-down")
+	n.start()
+	// Let the agent adopt and reconcile.
+	eventually(t, "pod still Running after restart", 20*time.Second, func() (bool, string) {
+		p := n.pod("echo")
+		return p.Status.Phase == "Running" && p.Status.PodIP == before.Status.PodIP, string(p.Status.Phase)
+	})
+	time.Sleep(2 * time.Second)
+	roundTrip("after")
+	after := n.pod("echo")
+	if after.Status.ContainerStatuses[0].RestartCount != 0 {
+		t.Fatalf("container restarted across the agent restart: %+v", after.Status.ContainerStatuses[0])
+	}
+	if got := kernel(); got != stateBefore {
+		t.Fatalf("kernel state changed across restart:\nbefore:\n%s\nafter:\n%s", stateBefore, got)
+	}
+}
