@@ -1,6 +1,7 @@
 package cni_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -237,16 +238,25 @@ func listen(t *testing.T, ns, proto string, port int) {
 }
 
 // dial connects from ns to addr:port and returns what the server said.
+// UDP is retried a few times, as a real UDP client would: socat's forking
+// UDP listener drops datagrams that arrive while it hands the previous
+// peer to a child.
 func dial(ns, proto, addr string, port int) (string, error) {
-	target := fmt.Sprintf("%s:%s:%d,connect-timeout=2", strings.ToUpper(proto), addr, port)
 	if proto == "udp" {
-		target = fmt.Sprintf("UDP:%s:%d", addr, port)
+		var out []byte
+		var err error
+		for i := 0; i < 5; i++ {
+			cmd := testutil.InNS(ns, "socat", "-T1", "-", fmt.Sprintf("UDP:%s:%d", addr, port))
+			cmd.Stdin = strings.NewReader("ping\n")
+			out, err = cmd.CombinedOutput()
+			if err == nil && len(bytes.TrimSpace(out)) > 0 {
+				break
+			}
+		}
+		return strings.TrimSpace(string(out)), err
 	}
-	cmd := testutil.InNS(ns, "socat", "-T2", "-", target)
-	if proto == "udp" {
-		cmd.Stdin = strings.NewReader("ping\n")
-	}
-	out, err := cmd.CombinedOutput()
+	target := fmt.Sprintf("TCP:%s:%d,connect-timeout=2", addr, port)
+	out, err := testutil.InNS(ns, "socat", "-T2", "-", target).CombinedOutput()
 	return strings.TrimSpace(string(out)), err
 }
 
