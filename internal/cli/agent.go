@@ -13,6 +13,7 @@ import (
 
 	"github.com/podnet/podnet/internal/agent"
 	"github.com/podnet/podnet/internal/cni"
+	"github.com/podnet/podnet/internal/nft"
 	"github.com/podnet/podnet/internal/resolvconf"
 	"github.com/podnet/podnet/internal/sandbox"
 	"github.com/podnet/podnet/internal/store"
@@ -84,6 +85,13 @@ func newAgentFromFlags(g *globals, f *agentFlags, s *store.Store, bind bool) (*a
 		return nil, fmt.Errorf("write CNI config: %w", err)
 	}
 	log.Info("CNI configured", "conflist", confPath, "podCIDR", f.podCIDR, "bridge", f.bridge)
+	// Heal or upgrade the node's nftables table before pods need it; the
+	// plugin's fast path only adds elements to an intact table.
+	if dp, err := nft.NewExec(); err != nil {
+		return nil, err
+	} else if err := dp.Ensure(context.Background()); err != nil {
+		return nil, err
+	}
 	mgr, err := sandbox.New(sandbox.Config{
 		NodeName:        f.nodeName,
 		StateDir:        filepath.Join(f.stateDir, f.nodeName),

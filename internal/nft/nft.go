@@ -1,17 +1,23 @@
 // Package nft owns the node's one nftables table, `inet podnet`: masquerade
 // for pod traffic leaving the node and DNAT for published host ports.
 //
-// Every change is one knftables transaction that also (re)declares the
-// table, its chains, sets and maps and flushes and rewrites the static rules
-// of every chain, so each ADD or DEL heals a damaged table atomically. The
-// per-attachment state lives only in set and map elements (tagged with the
+// Per-attachment state lives only in set and map elements (tagged with the
 // attachment key as comment); rules never mention a pod, so removing an
-// attachment's elements returns the table to its baseline. See README.md
-// for the chains, their hooks and priorities.
+// attachment's elements returns the table to its baseline. Every change is
+// one transaction. It touches only elements when the table already has this
+// build's layout, which it proves by adding an element to a marker set named
+// after a hash of the layout: a missing table, or one an older podnet made,
+// fails that transaction as a whole, and the change is redone together with
+// a full declaration of the table (chains flushed and rules rewritten).
+// Re-declaring chains costs the kernel a grace period on every nft run
+// (about 10 ms), so the fast path skips it. Ensure re-declares on demand;
+// the agent calls it when it starts. See README.md for chains and hooks.
 package nft
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net/netip"
 	"os/exec"
@@ -140,9 +146,27 @@ func New(nft knftables.Interface) *Tables { return &Tables{nft: nft} }
 
 func ptr[T any](v T) *T { return &v }
 
+// layoutSet is the marker set of this build's table layout.
+var layoutSet = "layout-" + layoutHash()
+
+func layoutHash() string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%v|%v|%v|%v|", baseChains, sets, maps, regularChains)
+	for _, c := range regularChains {
+		fmt.Fprintf(h, "%s:%q|", c, staticRules[c])
+	}
+	return hex.EncodeToString(h.Sum(nil))[:12]
+}
+
+func layoutMarker() *knftables.Element {
+	return &knftables.Element{Set: layoutSet, Key: []string{"1"}}
+}
+
 // declare adds the table skeleton and static rules to tx.
 func declare(tx *knftables.Transaction) {
 	tx.Add(&knftables.Table{Comment: ptr("podnet: pod masquerade and published ports")})
+	tx.Add(&knftables.Set{Name: layoutSet, Type: "inet_service", Comment: ptr("podnet table layout marker")})
+	tx.Add(layoutMarker())
 	for _, s := range sets {
 		s := s
 		tx.Add(&s)
@@ -201,14 +225,16 @@ func elements(a Attachment) []*knftables.Element {
 	return out
 }
 
-// Add programs a's elements (and heals the table) in one transaction.
+// Add programs a's elements in one transaction (declaring the table first
+// if it is missing or of another layout).
 func (t *Tables) Add(ctx context.Context, a Attachment) error {
-	tx := t.nft.NewTransaction()
-	declare(tx)
-	for _, e := range elements(a) {
-		tx.Add(e)
-	}
-	if err := t.nft.Run(ctx, tx); err != nil {
+	els := elements(a)
+	err := t.run(ctx, func(tx *knftables.Transaction) {
+		for _, e := range els {
+			tx.Add(e)
+		}
+	})
+	if err != nil {
 		return fmt.Errorf("nft: add attachment %s: %w", a.Key, err)
 	}
 	return nil
@@ -217,19 +243,55 @@ func (t *Tables) Add(ctx context.Context, a Attachment) error {
 // Remove deletes a's elements in one transaction. Elements are added before
 // they are deleted, so a missing element (a repeated DEL) is not an error.
 func (t *Tables) Remove(ctx context.Context, a Attachment) error {
-	tx := t.nft.NewTransaction()
-	declare(tx)
 	els := elements(a)
-	for _, e := range els {
-		tx.Add(e)
-	}
-	for _, e := range els {
-		tx.Delete(&knftables.Element{Set: e.Set, Map: e.Map, Key: e.Key})
-	}
-	if err := t.nft.Run(ctx, tx); err != nil {
+	err := t.run(ctx, func(tx *knftables.Transaction) {
+		for _, e := range els {
+			tx.Add(e)
+		}
+		for _, e := range els {
+			tx.Delete(&knftables.Element{Set: e.Set, Map: e.Map, Key: e.Key})
+		}
+	})
+	if err != nil {
 		return fmt.Errorf("nft: remove attachment %s: %w", a.Key, err)
 	}
 	return nil
+}
+
+// Ensure declares the whole table, rewriting every static rule, in one
+// transaction: it heals a table damaged by hand and upgrades an old layout.
+func (t *Tables) Ensure(ctx context.Context) error {
+	if err := t.full(ctx, func(*knftables.Transaction) {}); err != nil {
+		return fmt.Errorf("nft: ensure table: %w", err)
+	}
+	return nil
+}
+
+// run applies change on the fast path, falling back to a full declaration.
+func (t *Tables) run(ctx context.Context, change func(*knftables.Transaction)) error {
+	tx := t.nft.NewTransaction()
+	tx.Add(layoutMarker())
+	change(tx)
+	if err := t.nft.Run(ctx, tx); err == nil {
+		return nil
+	}
+	return t.full(ctx, change)
+}
+
+// full applies change together with a declaration of the whole table, and
+// drops marker sets of older layouts.
+func (t *Tables) full(ctx context.Context, change func(*knftables.Transaction)) error {
+	tx := t.nft.NewTransaction()
+	declare(tx)
+	if names, err := t.nft.List(ctx, "sets"); err == nil {
+		for _, n := range names {
+			if strings.HasPrefix(n, "layout-") && n != layoutSet {
+				tx.Delete(&knftables.Set{Name: n})
+			}
+		}
+	}
+	change(tx)
+	return t.nft.Run(ctx, tx)
 }
 
 // Check verifies that every element of a is present with the right value.

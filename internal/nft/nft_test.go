@@ -106,8 +106,9 @@ func TestSweepKeepsLiveAndOtherNetworks(t *testing.T) {
 	}
 }
 
-// A damaged table (a rule deleted by hand) is healed by the next Add.
-func TestAddHealsStaticRules(t *testing.T) {
+// A damaged table (a rule deleted by hand) is healed by Ensure, and a
+// deleted table by the next Add.
+func TestEnsureAndAddHeal(t *testing.T) {
 	ctx := context.Background()
 	fake := knftables.NewFake(knftables.InetFamily, TableName)
 	d := New(fake)
@@ -120,10 +121,72 @@ func TestAddHealsStaticRules(t *testing.T) {
 	if err := fake.Run(ctx, tx); err != nil {
 		t.Fatal(err)
 	}
+	if err := d.Ensure(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := SortedDump(fake); got != want {
+		t.Fatalf("not healed by Ensure:\n%s", got)
+	}
+	tx = fake.NewTransaction()
+	tx.Delete(&knftables.Table{})
+	if err := fake.Run(ctx, tx); err != nil {
+		t.Fatal(err)
+	}
 	if err := d.Add(ctx, testAtt); err != nil {
 		t.Fatal(err)
 	}
 	if got := SortedDump(fake); got != want {
-		t.Fatalf("not healed:\n%s", got)
+		t.Fatalf("deleted table not re-created by Add:\n%s", got)
+	}
+}
+
+// recorder counts the transactions that re-declare chains.
+type recorder struct {
+	*knftables.Fake
+	txs []string
+}
+
+func (r *recorder) Run(ctx context.Context, tx *knftables.Transaction) error {
+	r.txs = append(r.txs, tx.String())
+	return r.Fake.Run(ctx, tx)
+}
+
+// Once the table has this layout, Add and Remove touch only elements; a
+// table of another layout is re-declared and its old marker dropped.
+func TestFastPathAndLayoutUpgrade(t *testing.T) {
+	ctx := context.Background()
+	rec := &recorder{Fake: knftables.NewFake(knftables.InetFamily, TableName)}
+	d := New(rec)
+	if err := d.Add(ctx, testAtt); err != nil {
+		t.Fatal(err)
+	}
+	first := len(rec.txs)
+	if err := d.Remove(ctx, testAtt); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Add(ctx, testAtt); err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.txs) != first+2 {
+		t.Fatalf("fast path fell back: %d transactions", len(rec.txs)-first)
+	}
+	for _, tx := range rec.txs[first:] {
+		if strings.Contains(tx, "chain") {
+			t.Fatalf("fast path re-declared chains:\n%s", tx)
+		}
+	}
+	// Pretend an older podnet made the table.
+	tx := rec.Fake.NewTransaction()
+	tx.Delete(&knftables.Set{Name: layoutSet})
+	tx.Add(&knftables.Set{Name: "layout-old", Type: "inet_service"})
+	if err := rec.Fake.Run(ctx, tx); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Add(ctx, testAtt); err != nil {
+		t.Fatal(err)
+	}
+	dump := rec.Fake.Dump()
+	if strings.Contains(dump, "layout-old") || !strings.Contains(dump, layoutSet) {
+		t.Fatalf("layout not upgraded:\n%s", dump)
 	}
 }
