@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/podnet/podnet/internal/api"
+	"github.com/podnet/podnet/internal/store"
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -46,28 +47,7 @@ func newRun(g *globals) *cobra.Command {
 			if !wait {
 				return nil
 			}
-			k, _ := api.KindOf(p)
-			deadline := time.Now().Add(timeout)
-			for {
-				o, err := s.Get(ctx, k, p.Namespace, p.Name)
-				if err != nil {
-					return friendly(err)
-				}
-				cur := o.(*corev1.Pod)
-				switch cur.Status.Phase {
-				case corev1.PodRunning, corev1.PodSucceeded, corev1.PodFailed:
-					fmt.Fprintf(g.out, "pod/%s %s ip=%s node=%s\n", p.Name, cur.Status.Phase, orNone(cur.Status.PodIP), cur.Spec.NodeName)
-					return nil
-				}
-				if time.Now().After(deadline) {
-					return fmt.Errorf("pod/%s not running after %s: status %s %s", p.Name, timeout, podStatus(cur), cur.Status.Message)
-				}
-				select {
-				case <-ctx.Done():
-					return ctx.Err()
-				case <-time.After(20 * time.Millisecond):
-				}
-			}
+			return waitRunning(ctx, g, s, p, timeout)
 		},
 	}
 	f := cmd.Flags()
@@ -169,4 +149,38 @@ func parsePublish(spec string) (corev1.ContainerPort, error) {
 	return cp, err
 }
 
-var _ = context.Background
+// waitRunning watches the pod until it runs (or finishes) and prints its IP.
+func waitRunning(ctx context.Context, g *globals, s *store.Store, p *corev1.Pod, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	k, _ := api.KindOf(p)
+	rev, _ := strconv.ParseInt(p.ResourceVersion, 10, 64)
+	cur := p
+	report := func(cur *corev1.Pod) bool {
+		switch cur.Status.Phase {
+		case corev1.PodRunning, corev1.PodSucceeded, corev1.PodFailed:
+			fmt.Fprintf(g.out, "pod/%s %s ip=%s node=%s\n", cur.Name, cur.Status.Phase, orNone(cur.Status.PodIP), cur.Spec.NodeName)
+			return true
+		}
+		return false
+	}
+	for ev := range s.Watch(ctx, k, p.Namespace, rev) {
+		if ev.Err != nil || ev.Object == nil || ev.Object.GetUID() != p.UID {
+			continue
+		}
+		if ev.Type == store.Deleted {
+			return fmt.Errorf("pod/%s was deleted", p.Name)
+		}
+		cur = ev.Object.(*corev1.Pod)
+		if report(cur) {
+			return nil
+		}
+	}
+	// The watch ended: time out, or a broken watch; look once more.
+	if o, err := s.Get(context.Background(), k, p.Namespace, p.Name); err == nil && report(o.(*corev1.Pod)) {
+		return nil
+	} else if err == nil {
+		cur = o.(*corev1.Pod)
+	}
+	return fmt.Errorf("pod/%s not running after %s: status %s %s", p.Name, timeout, podStatus(cur), cur.Status.Message)
+}
