@@ -9,7 +9,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"syscall"
-	"time"
 
 	"github.com/podnet/podnet/internal/agent"
 	"github.com/podnet/podnet/internal/cni"
@@ -174,9 +173,7 @@ func newUp(g *globals) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer cancel()
-			sctx, scancel := context.WithTimeout(ctx, 90*time.Second)
-			s, stop, err := startStore(sctx, g, &sf, cmd)
-			scancel()
+			s, stop, err := startStore(ctx, g, &sf, cmd)
 			if err != nil {
 				return err
 			}

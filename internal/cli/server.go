@@ -26,9 +26,11 @@ func (f *serverFlags) register(cmd *cobra.Command) {
 }
 
 // startStore starts the embedded etcd unless --etcd-endpoints names an
-// external cluster, connects, and creates the system namespaces. stop
-// releases everything.
+// external cluster, connects, and creates the system namespaces, giving up
+// after 90s. stop releases everything.
 func startStore(ctx context.Context, g *globals, f *serverFlags, cmd *cobra.Command) (s *store.Store, stop func(), err error) {
+	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
 	log := g.logger()
 	var emb *store.Embedded
 	if !cmd.Flags().Changed("etcd-endpoints") && !envSet("PODNET_ETCD_ENDPOINTS") {
@@ -72,9 +74,7 @@ func newServer(g *globals) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer cancel()
-			sctx, scancel := context.WithTimeout(ctx, 90*time.Second)
-			_, stop, err := startStore(sctx, g, &f, cmd)
-			scancel()
+			_, stop, err := startStore(ctx, g, &f, cmd)
 			if err != nil {
 				return err
 			}

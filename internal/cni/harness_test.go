@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -27,30 +25,9 @@ var (
 	pluginErr  error
 )
 
-// pluginBinDir returns a directory holding podnet-cni: $PODNET_BIN when set
-// (as testutil.Binaries does), else a build of ./cmd/podnet-cni alone, so
-// these tests don't depend on the rest of the module building.
-func pluginBinDir(t testing.TB) string {
-	t.Helper()
-	if d := os.Getenv("PODNET_BIN"); d != "" {
-		return d
-	}
-	pluginOnce.Do(func() {
-		pluginDir, pluginErr = os.MkdirTemp("", "podnet-cni-bin-")
-		if pluginErr != nil {
-			return
-		}
-		cmd := exec.Command("go", "build", "-o", filepath.Join(pluginDir, "podnet-cni"), "./cmd/podnet-cni")
-		cmd.Dir = testutil.ModuleRoot()
-		if out, err := cmd.CombinedOutput(); err != nil {
-			pluginErr = fmt.Errorf("%v\n%s", err, out)
-		}
-	})
-	if pluginErr != nil {
-		t.Fatalf("build podnet-cni: %v", pluginErr)
-	}
-	return pluginDir
-}
+// pluginBinDir returns a directory holding podnet-cni ($PODNET_BIN when
+// set, else the binaries testutil builds once per test binary).
+func pluginBinDir(t testing.TB) string { return testutil.Binaries(t) }
 
 // node is a throwaway "node" namespace with an uplink to an "external
 // host" namespace (node 192.168.200.1/24, ext 192.168.200.2/24; the

@@ -5,10 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -269,32 +267,8 @@ func TestPnSetupFailureRollsBack(t *testing.T) {
 	}
 }
 
-var cniOnce sync.Once
-var cniDir string
-var cniErr error
-
-// cniBinDir returns a directory holding podnet-cni: $PODNET_BIN, else a
-// fresh build.
-func cniBinDir(t *testing.T) string {
-	if d := os.Getenv("PODNET_BIN"); d != "" {
-		return d
-	}
-	cniOnce.Do(func() {
-		cniDir, cniErr = os.MkdirTemp("", "podnet-cni-bin-")
-		if cniErr != nil {
-			return
-		}
-		cmd := exec.Command("go", "build", "-o", filepath.Join(cniDir, "podnet-cni"), "./cmd/podnet-cni")
-		cmd.Dir = testutil.ModuleRoot()
-		if out, err := cmd.CombinedOutput(); err != nil {
-			cniErr = fmt.Errorf("build podnet-cni: %w\n%s", err, out)
-		}
-	})
-	if cniErr != nil {
-		t.Fatal(cniErr)
-	}
-	return cniDir
-}
+// cniBinDir returns a directory holding podnet-cni.
+func cniBinDir(t *testing.T) string { return testutil.Binaries(t) }
 
 func TestPnBridgePodsPingEachOther(t *testing.T) {
 	testutil.RequireRoot(t)

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/podnet/podnet/internal/api"
+
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 )
@@ -22,16 +24,16 @@ type Mode string
 
 const (
 	// ModeBridge: a namespace of its own attached by the CNI plugin.
-	ModeBridge Mode = "bridge"
+	ModeBridge Mode = api.NetworkBridge
 	// ModeNone: a namespace of its own with only lo.
-	ModeNone Mode = "none"
+	ModeNone Mode = api.NetworkNone
 	// ModeHost: spec.hostNetwork, the node's namespace.
-	ModeHost Mode = "host"
+	ModeHost Mode = api.NetworkHost
 )
 
 // AnnotationNetwork selects the mode of a pod that is not hostNetwork:
 // "none", or "bridge" (the default when absent).
-const AnnotationNetwork = "podnet.io/network"
+const AnnotationNetwork = api.AnnotationNetwork
 
 // ModeOf returns the pod's network mode.
 func ModeOf(pod *corev1.Pod) (Mode, error) {
