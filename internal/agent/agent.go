@@ -54,6 +54,9 @@ type Config struct {
 	// BindUnscheduled binds pods without spec.nodeName to this node: the
 	// single-machine mode's scheduler.
 	BindUnscheduled bool
+	// Runners are node-level loops run for the agent's lifetime (the node
+	// lease, the overlay).
+	Runners []Runner
 }
 
 // Agent reconciles one node's pods.
@@ -101,6 +104,13 @@ const maxRetryDelay = 30 * time.Second
 // Run works until ctx ends. Running pods are left running when it returns.
 func (a *Agent) Run(ctx context.Context) error {
 	a.log.Info("agent started", "nodeIP", a.cfg.NodeIP)
+	for _, r := range a.cfg.Runners {
+		go func(r Runner) {
+			if err := r.Run(ctx); err != nil && ctx.Err() == nil {
+				a.log.Error("node loop ended", "loop", fmt.Sprintf("%T", r), "err", err)
+			}
+		}(r)
+	}
 	go a.informer(ctx)
 	t := time.NewTicker(a.cfg.Resync)
 	defer t.Stop()

@@ -59,6 +59,18 @@ var kinds = []*Kind{
 			return validatePodUpdate(old.(*corev1.Pod), new.(*corev1.Pod))
 		},
 	},
+	{
+		GVK:        corev1.SchemeGroupVersion.WithKind("Node"),
+		Resource:   "nodes",
+		Aliases:    []string{"node", "no"},
+		Namespaced: false,
+		New:        func() Object { return &corev1.Node{} },
+		Default:    func(Object) {},
+		Validate:   func(o Object) field.ErrorList { return ValidateNode(o.(*corev1.Node)) },
+		ValidateUpdate: func(old, new Object) field.ErrorList {
+			return validateNodeUpdate(old.(*corev1.Node), new.(*corev1.Node))
+		},
+	},
 }
 
 // Kinds returns every registered kind.
@@ -84,6 +96,8 @@ func KindOf(o Object) (*Kind, error) {
 		return kinds[1], nil
 	case *corev1.Namespace:
 		return kinds[0], nil
+	case *corev1.Node:
+		return kinds[2], nil
 	}
 	return nil, fmt.Errorf("type %T is not a stored kind", o)
 }

@@ -49,15 +49,17 @@ func (f *agentFlags) register(cmd *cobra.Command) {
 	fl.IntVar(&f.mtu, "mtu", 0, "pod interface MTU (0: kernel default)")
 }
 
-// newAgentFromFlags writes the node's CNI config, installs the plugin and
-// returns an agent ready to Run.
-func newAgentFromFlags(g *globals, f *agentFlags, s *store.Store, bind bool) (*agent.Agent, error) {
+// newAgentFromFlags registers the node, writes its CNI config, installs
+// the plugin and returns an agent ready to Run.
+func newAgentFromFlags(ctx context.Context, g *globals, f *agentFlags, s *store.Store, bind bool) (*agent.Agent, error) {
 	log := g.logger()
 	if f.nodeName == "" {
 		return nil, fmt.Errorf("--node-name is required")
 	}
-	if _, err := netip.ParsePrefix(f.podCIDR); err != nil {
-		return nil, fmt.Errorf("--pod-cidr %q: %w", f.podCIDR, err)
+	if f.podCIDR != "" {
+		if _, err := netip.ParsePrefix(f.podCIDR); err != nil {
+			return nil, fmt.Errorf("--pod-cidr %q: %w", f.podCIDR, err)
+		}
 	}
 	if f.nodeIP == "" {
 		ip, err := detectNodeIP()
@@ -75,7 +77,13 @@ func newAgentFromFlags(g *globals, f *agentFlags, s *store.Store, bind bool) (*a
 	if err := agent.InstallPlugin(filepath.Join(filepath.Dir(self), "podnet-cni"), f.cniBinDir); err != nil {
 		return nil, err
 	}
-	conf, err := agent.ConfList(agent.NetworkConfig{Bridge: f.bridge, PodCIDR: f.podCIDR, MTU: f.mtu, DataDir: f.cniDataDir})
+	stateDir := filepath.Join(f.stateDir, f.nodeName)
+	reg, err := agent.Register(ctx, s, agent.NodeConfig{Name: f.nodeName, IP: f.nodeIP, PodCIDR: f.podCIDR, StateDir: stateDir})
+	if err != nil {
+		return nil, err
+	}
+	f.podCIDR = reg.PodCIDR
+	conf, err := agent.ConfList(agent.NetworkConfig{Bridge: f.bridge, PodCIDR: reg.PodCIDR, MTU: f.mtu, DataDir: f.cniDataDir})
 	if err != nil {
 		return nil, err
 	}
@@ -88,12 +96,12 @@ func newAgentFromFlags(g *globals, f *agentFlags, s *store.Store, bind bool) (*a
 	// plugin's fast path only adds elements to an intact table.
 	if dp, err := nft.NewExec(); err != nil {
 		return nil, err
-	} else if err := dp.Ensure(context.Background()); err != nil {
+	} else if err := dp.Ensure(ctx); err != nil {
 		return nil, err
 	}
 	mgr, err := sandbox.New(sandbox.Config{
 		NodeName:        f.nodeName,
-		StateDir:        filepath.Join(f.stateDir, f.nodeName),
+		StateDir:        stateDir,
 		CNIConfListPath: confPath,
 		CNIBinDirs:      []string{f.cniBinDir},
 		PodnetBinary:    self,
@@ -152,7 +160,7 @@ func newAgent(g *globals) *cobra.Command {
 				return err
 			}
 			defer cli.Close()
-			a, err := newAgentFromFlags(g, &f, store.New(cli), false)
+			a, err := newAgentFromFlags(ctx, g, &f, store.New(cli), false)
 			if err != nil {
 				return err
 			}
@@ -178,7 +186,7 @@ func newUp(g *globals) *cobra.Command {
 				return err
 			}
 			defer stop()
-			a, err := newAgentFromFlags(g, &f, s, true)
+			a, err := newAgentFromFlags(ctx, g, &f, s, true)
 			if err != nil {
 				return err
 			}

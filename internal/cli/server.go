@@ -17,12 +17,17 @@ type serverFlags struct {
 	dataDir   string
 	clientURL string
 	peerURL   string
+	cluster   api.ClusterConfig
 }
 
 func (f *serverFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.dataDir, "data-dir", store.DefaultDataDir, "embedded etcd data directory")
 	cmd.Flags().StringVar(&f.clientURL, "listen-client-url", store.DefaultClientURL, "embedded etcd client URL")
 	cmd.Flags().StringVar(&f.peerURL, "listen-peer-url", store.DefaultPeerURL, "embedded etcd peer URL")
+	cmd.Flags().StringVar(&f.cluster.ClusterCIDR, "cluster-cidr", "10.244.0.0/16", "the pod network, split into per-node pod CIDRs")
+	cmd.Flags().IntVar(&f.cluster.NodeCIDRMaskSize, "node-cidr-mask-size", 24, "prefix length of each node's pod CIDR")
+	cmd.Flags().StringVar(&f.cluster.Backend, "backend", api.BackendVXLAN, "how pod traffic crosses nodes: vxlan or host-gw")
+	cmd.Flags().DurationVar(&f.cluster.NodeGracePeriod.Duration, "node-grace-period", 5*time.Minute, "how long a node may be NotReady before its pod CIDR is reclaimed")
 }
 
 // startStore starts the embedded etcd unless --etcd-endpoints names an
@@ -50,7 +55,11 @@ func startStore(ctx context.Context, g *globals, f *serverFlags, cmd *cobra.Comm
 		}
 		return nil, nil, err
 	}
-	if err := s.EnsureNamespaces(ctx, api.SystemNamespaces...); err != nil {
+	err = s.EnsureNamespaces(ctx, api.SystemNamespaces...)
+	if err == nil {
+		f.cluster, err = s.EnsureClusterConfig(ctx, f.cluster)
+	}
+	if err != nil {
 		done()
 		if emb != nil {
 			emb.Close()
