@@ -68,9 +68,10 @@ func ValidateNode(n *corev1.Node) field.ErrorList {
 }
 
 // validateNodeUpdate: a node's pod CIDR, once set, changes only by
-// deleting the node (as in Kubernetes).
+// deleting the node (as in Kubernetes) or by being cleared first (the node
+// lifecycle controller reclaims a dead node's range that way).
 func validateNodeUpdate(old, new *corev1.Node) field.ErrorList {
-	if old.Spec.PodCIDR != "" && new.Spec.PodCIDR != old.Spec.PodCIDR {
+	if old.Spec.PodCIDR != "" && new.Spec.PodCIDR != "" && new.Spec.PodCIDR != old.Spec.PodCIDR {
 		return field.ErrorList{field.Forbidden(field.NewPath("spec", "podCIDR"), "may not change once set; delete the node to release it")}
 	}
 	return nil

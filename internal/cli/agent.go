@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -9,8 +10,10 @@ import (
 	"os/signal"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/podnet/podnet/internal/agent"
+	"github.com/podnet/podnet/internal/clusteripam"
 	"github.com/podnet/podnet/internal/cni"
 	"github.com/podnet/podnet/internal/nft"
 	"github.com/podnet/podnet/internal/resolvconf"
@@ -40,7 +43,7 @@ func (f *agentFlags) register(cmd *cobra.Command) {
 	fl := cmd.Flags()
 	fl.StringVar(&f.nodeName, "node-name", host, "this node's name")
 	fl.StringVar(&f.nodeIP, "node-ip", "", "this node's address (default: the address of the default route's interface, else the first global IPv4 address)")
-	fl.StringVar(&f.podCIDR, "pod-cidr", "10.244.0.0/24", "this node's pod address range")
+	fl.StringVar(&f.podCIDR, "pod-cidr", "", "this node's pod address range (default: a block of the cluster CIDR from the cluster IPAM)")
 	fl.StringVar(&f.stateDir, "state-dir", DefaultAgentStateDir, "where pods' state and logs are kept (per node)")
 	fl.StringVar(&f.cniConfDir, "cni-conf-dir", "/etc/cni/net.d", "where the node's conflist is written")
 	fl.StringVar(&f.cniBinDir, "cni-bin-dir", "/opt/cni/bin", "where CNI plugins are found; podnet-cni is installed here if missing")
@@ -78,7 +81,7 @@ func newAgentFromFlags(ctx context.Context, g *globals, f *agentFlags, s *store.
 		return nil, err
 	}
 	stateDir := filepath.Join(f.stateDir, f.nodeName)
-	reg, err := agent.Register(ctx, s, agent.NodeConfig{Name: f.nodeName, IP: f.nodeIP, PodCIDR: f.podCIDR, StateDir: stateDir})
+	reg, err := registerNode(ctx, s, agent.NodeConfig{Name: f.nodeName, IP: f.nodeIP, PodCIDR: f.podCIDR, StateDir: stateDir, Logger: log})
 	if err != nil {
 		return nil, err
 	}
@@ -114,7 +117,29 @@ func newAgentFromFlags(ctx context.Context, g *globals, f *agentFlags, s *store.
 	return agent.New(agent.Config{
 		NodeName: f.nodeName, NodeIP: f.nodeIP, Store: s, Runtime: mgr,
 		Logger: log, BindUnscheduled: bind,
+		Runners: []agent.Runner{reg.Lease},
 	}), nil
+}
+
+// registerNode registers the node, retrying every few seconds while the
+// cluster has no pod CIDR free or the store is not ready; a static
+// --pod-cidr held by another node is an error at once.
+func registerNode(ctx context.Context, s *store.Store, n agent.NodeConfig) (agent.Registration, error) {
+	for {
+		reg, err := agent.Register(ctx, s, n)
+		if err == nil {
+			return reg, nil
+		}
+		if errors.Is(err, clusteripam.ErrTaken) || ctx.Err() != nil {
+			return reg, err
+		}
+		n.Logger.Error("cannot register node; retrying in 5s", "node", n.Name, "err", err)
+		select {
+		case <-ctx.Done():
+			return reg, fmt.Errorf("node %s not registered: %w", n.Name, err)
+		case <-time.After(5 * time.Second):
+		}
+	}
 }
 
 // detectNodeIP picks the node's address: the default route's source or

@@ -35,6 +35,18 @@ func newDescribe(g *globals) *cobra.Command {
 			switch v := o.(type) {
 			case *corev1.Pod:
 				describePod(g.out, v)
+			case *corev1.Node:
+				all, _, err := s.List(ctx, podKindOf(), "")
+				if err != nil {
+					return err
+				}
+				var pods []*corev1.Pod
+				for _, o := range all {
+					if p := o.(*corev1.Pod); p.Spec.NodeName == v.Name {
+						pods = append(pods, p)
+					}
+				}
+				describeNode(g.out, v, pods)
 			default:
 				tw := tabwriter.NewWriter(g.out, 0, 8, 1, ' ', 0)
 				fmt.Fprintf(tw, "Name:\t%s\n", o.GetName())

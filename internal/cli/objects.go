@@ -118,7 +118,7 @@ func newGet(g *globals) *cobra.Command {
 	var all bool
 	cmd := &cobra.Command{
 		Use:   "get RESOURCE [NAME...]",
-		Short: "List objects: pods, namespaces",
+		Short: "List objects: pods, nodes, namespaces",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			k, err := api.ResourceFor(args[0])
@@ -240,6 +240,8 @@ func printObjects(w io.Writer, k *api.Kind, objs []api.Object, output string, sh
 			}
 			fmt.Fprintln(tw, row)
 		}
+	case "Node":
+		printNodes(tw, objs, wide)
 	case "Namespace":
 		fmt.Fprintln(tw, "NAME\tSTATUS\tAGE")
 		for _, o := range objs {
