@@ -95,11 +95,14 @@ type Record struct {
 	IPs         []netip.Prefix    `json:"ips"`
 	Ports       []nft.PortMapping `json:"portMappings,omitempty"`
 	IPMasq      bool              `json:"ipMasq"`
-	Created     time.Time         `json:"created"`
+	// NonMasq is the config's nonMasqueradeCIDRs at ADD, so DEL removes
+	// exactly the elements ADD made even if the config changed since.
+	NonMasq []netip.Prefix `json:"nonMasqueradeCIDRs,omitempty"`
+	Created time.Time      `json:"created"`
 }
 
 func (r *Record) attachment() nft.Attachment {
-	return nft.Attachment{Key: r.Network + "/" + r.HostVeth, IPs: r.IPs, Masquerade: r.IPMasq, Ports: r.Ports}
+	return nft.Attachment{Key: r.Network + "/" + r.HostVeth, IPs: r.IPs, Masquerade: r.IPMasq, Ports: r.Ports, NonMasquerade: r.NonMasq}
 }
 
 func ioErr(format string, err error) error {
@@ -310,7 +313,7 @@ func (n *network) reserve(args *skel.CmdArgs, key string) (*Record, error) {
 	rec := &Record{
 		ContainerID: args.ContainerID, IfName: args.IfName, Netns: args.Netns,
 		Network: n.cfg.Name, Bridge: n.cfg.Bridge, HostVeth: key,
-		Ports: n.cfg.Ports, IPMasq: n.cfg.IPMasq, Created: time.Now().UTC(),
+		Ports: n.cfg.Ports, IPMasq: n.cfg.IPMasq, NonMasq: n.cfg.NonMasq, Created: time.Now().UTC(),
 	}
 	for _, f := range n.cfg.Families {
 		want := n.cfg.Requested[f.Is4()]

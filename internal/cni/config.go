@@ -48,6 +48,11 @@ type NetConf struct {
 	DNS     *types.DNS  `json:"dns,omitempty"`
 	DataDir string      `json:"dataDir,omitempty"`
 
+	// NonMasqueradeCIDRs are destinations beyond the pod's own subnet that
+	// pods reach with their own address, unmasqueraded (the cluster CIDR:
+	// pods on other nodes).
+	NonMasqueradeCIDRs []string `json:"nonMasqueradeCIDRs,omitempty"`
+
 	// Keys the runtime or libcni adds.
 	Capabilities     map[string]bool      `json:"capabilities,omitempty"`
 	RuntimeConfig    json.RawMessage      `json:"runtimeConfig,omitempty"`
@@ -103,6 +108,7 @@ type Config struct {
 	Routes     []link.Route
 	DNS        types.DNS
 	Ports      []nft.PortMapping
+	NonMasq    []netip.Prefix      // nonMasqueradeCIDRs
 	Requested  map[bool]netip.Addr // is4 → requested address
 	MAC        net.HardwareAddr
 }
@@ -175,6 +181,9 @@ func ParseConfig(data []byte) (*Config, error) {
 		return nil, err
 	}
 	if err := c.parseRoutes(&nc); err != nil {
+		return nil, err
+	}
+	if err := c.parseNonMasq(&nc); err != nil {
 		return nil, err
 	}
 	if nc.DNS != nil {
@@ -444,6 +453,34 @@ func (c *Config) parseRoutes(nc *NetConf) error {
 			r.GW = gw
 		}
 		c.Routes = append(c.Routes, r)
+	}
+	return nil
+}
+
+// parseNonMasq validates nonMasqueradeCIDRs: canonical CIDRs of a family
+// the network has, no duplicates, no /0 (that is ipMasq false).
+func (c *Config) parseNonMasq(nc *NetConf) error {
+	for i, s := range nc.NonMasqueradeCIDRs {
+		field := fmt.Sprintf("nonMasqueradeCIDRs[%d]", i)
+		p, err := parsePrefix(field, s)
+		if err != nil {
+			return err
+		}
+		if p.Masked() != p {
+			return fieldErr(field, "%s has host bits set (did you mean %s?)", s, p.Masked())
+		}
+		if p.Bits() == 0 {
+			return fieldErr(field, "%s would exempt all traffic from masquerade; set ipMasq to false instead", s)
+		}
+		if _, ok := c.family(p.Addr().Is4()); !ok {
+			return fieldErr(field, "%s: the network has no address of that family", s)
+		}
+		for j, o := range c.NonMasq {
+			if o == p {
+				return fieldErr(field, "%s repeats nonMasqueradeCIDRs[%d]", s, j)
+			}
+		}
+		c.NonMasq = append(c.NonMasq, p)
 	}
 	return nil
 }

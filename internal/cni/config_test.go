@@ -57,6 +57,12 @@ func TestParseConfigErrors(t *testing.T) {
 		{conf(`"subnet":"10.0.0.0/24","runtimeConfig":{"mac":"01:00:00:00:00:01"}`), 7, `podnet-cni: config field "runtimeConfig.mac": 01:00:00:00:00:01 is a multicast address`},
 		{conf(`"subnet":"10.0.0.0/24","runtimeConfig":{"mac":"zz"}`), 7, `podnet-cni: config field "runtimeConfig.mac": invalid MAC address "zz"`},
 		{conf(`"subnet":"10.0.0.0/24","runtimeConfig":{"portMappings":{}}`), 7, `podnet-cni: config field "runtimeConfig.portMappings": want a list, got JSON object`},
+		{conf(`"subnet":"10.0.0.0/24","nonMasqueradeCIDRs":"10.244.0.0/16"`), 7, `podnet-cni: config field "nonMasqueradeCIDRs": want a list, got JSON string`},
+		{conf(`"subnet":"10.0.0.0/24","nonMasqueradeCIDRs":["10.244.0.0"]`), 7, `podnet-cni: config field "nonMasqueradeCIDRs[0]": invalid CIDR "10.244.0.0"`},
+		{conf(`"subnet":"10.0.0.0/24","nonMasqueradeCIDRs":["10.244.1.0/16"]`), 7, `podnet-cni: config field "nonMasqueradeCIDRs[0]": 10.244.1.0/16 has host bits set (did you mean 10.244.0.0/16?)`},
+		{conf(`"subnet":"10.0.0.0/24","nonMasqueradeCIDRs":["0.0.0.0/0"]`), 7, `podnet-cni: config field "nonMasqueradeCIDRs[0]": 0.0.0.0/0 would exempt all traffic from masquerade; set ipMasq to false instead`},
+		{conf(`"subnet":"10.0.0.0/24","nonMasqueradeCIDRs":["fd00::/48"]`), 7, `podnet-cni: config field "nonMasqueradeCIDRs[0]": fd00::/48: the network has no address of that family`},
+		{conf(`"subnet":"10.0.0.0/24","nonMasqueradeCIDRs":["10.244.0.0/16","10.244.0.0/16"]`), 7, `podnet-cni: config field "nonMasqueradeCIDRs[1]": 10.244.0.0/16 repeats nonMasqueradeCIDRs[0]`},
 	}
 	for i, c := range cases {
 		t.Run(fmt.Sprint(i), func(t *testing.T) {
@@ -94,5 +100,15 @@ func TestParseConfigDualStack(t *testing.T) {
 	want := "[{[{10.22.0.0/24 10.22.0.100 10.22.0.199 10.22.0.1}]} {[{fd00:1::/64 fd00:1::1 fd00:1::ffff:ffff:ffff:ffff fd00:1::fe}]}] [{10.0.0.0/8 10.22.0.1} {::/0 fd00:1::fe}]"
 	if got != want {
 		t.Fatalf("\n got %s\nwant %s", got, want)
+	}
+}
+
+func TestParseConfigNonMasquerade(t *testing.T) {
+	c, err := ParseConfig([]byte(conf(`"subnet":"10.244.1.0/24","nonMasqueradeCIDRs":["10.244.0.0/16","192.168.0.0/16"]`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(c.NonMasq); got != "[10.244.0.0/16 192.168.0.0/16]" {
+		t.Fatalf("NonMasq %s", got)
 	}
 }

@@ -106,3 +106,51 @@ func TestPublishedPorts(t *testing.T) {
 	}
 	_ = testutil.Run
 }
+
+// nonMasqueradeCIDRs (the cluster CIDR) must not change what the node's
+// own pods see: hairpin and published ports are still masqueraded, pod
+// egress is still NATed, pod to pod keeps the source; DEL returns the
+// table to its baseline.
+func TestNonMasqueradeCIDRsKeepHairpinAndEgress(t *testing.T) {
+	n := newNode(t)
+	l := n.conflist("1.1.0", map[string]any{"nonMasqueradeCIDRs": []string{"10.22.0.0/16", "10.99.0.0/16"}})
+	p, other := n.newPod(), n.newPod()
+	r := n.mustAdd(l, p, map[string]any{"portMappings": []map[string]any{{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}}})
+	ro := n.mustAdd(l, other, nil)
+	t.Cleanup(func() { _ = n.del(l, p); _ = n.del(l, other) })
+	ip, otherIP := podIP(t, r), podIP(t, ro)
+	table := mustInNS(t, n.ns, "nft", "list", "set", "inet", "podnet", "pod-nets4")
+	for _, want := range []string{ip + " . 10.22.0.0/16", ip + " . 10.99.0.0/16", otherIP + " . 10.22.0.0/16"} {
+		if !strings.Contains(table, want) {
+			t.Errorf("pod-nets4 lacks %q:\n%s", want, table)
+		}
+	}
+	if strings.Contains(table, "10.22.0.0/24") {
+		t.Errorf("pod-nets4 still has the /24 the /16 holds:\n%s", table)
+	}
+	listen(t, p.ns, "tcp", 80)
+	listen(t, n.ext, "tcp", 9000)
+	for _, c := range []struct {
+		name, from, addr, want string
+		port                   int
+	}{
+		{"hairpin", p.ns, "192.168.200.1", "hello 10.22.0.1", 8080},
+		{"neighbour via node", other.ns, "192.168.200.1", "hello 10.22.0.1", 8080},
+		{"direct", other.ns, ip, "hello " + otherIP, 80},
+		{"egress", p.ns, "192.168.200.2", "hello 192.168.200.1", 9000},
+	} {
+		out, err := dial(c.from, "tcp", c.addr, c.port)
+		if err != nil || out != c.want {
+			t.Errorf("%s: %s:%d: %v: %q, want %q", c.name, c.addr, c.port, err, out, c.want)
+		}
+	}
+	if err := n.del(l, p); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.del(l, other); err != nil {
+		t.Fatal(err)
+	}
+	if after := mustInNS(t, n.ns, "nft", "list", "set", "inet", "podnet", "pod-nets4"); strings.Contains(after, "10.22.") {
+		t.Fatalf("elements left after DEL:\n%s", after)
+	}
+}

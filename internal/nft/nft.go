@@ -115,6 +115,12 @@ type Attachment struct {
 	Masquerade bool
 	// Ports are the published host ports.
 	Ports []PortMapping
+	// NonMasquerade are more destinations, beyond the pod's own network,
+	// that the pod reaches with its own address (the cluster CIDR: pods on
+	// other nodes). Each adds a podIP . cidr element to pod-nets; a CIDR
+	// holding the pod's own network replaces that network's element
+	// (interval elements of one set must not overlap).
+	NonMasquerade []netip.Prefix
 }
 
 // PortMapping publishes ContainerPort of the pod on HostPort of the node.
@@ -202,7 +208,9 @@ func elements(a Attachment) []*knftables.Element {
 		if v4 {
 			podNets, masq, hp, any = SetPodNets4, SetMasqSrc4, MapHostPorts4, "0.0.0.0/0"
 		}
-		out = append(out, &knftables.Element{Set: podNets, Key: []string{ip.String(), p.Masked().String()}, Comment: c})
+		for _, n := range podNets4or6(p, a.NonMasquerade) {
+			out = append(out, &knftables.Element{Set: podNets, Key: []string{ip.String(), n.String()}, Comment: c})
+		}
 		if a.Masquerade {
 			out = append(out, &knftables.Element{Set: masq, Key: []string{ip.String()}, Comment: c})
 		}
@@ -220,6 +228,36 @@ func elements(a Attachment) []*knftables.Element {
 				Value:   []string{ip.String(), fmt.Sprint(pm.ContainerPort)},
 				Comment: c,
 			})
+		}
+	}
+	return out
+}
+
+// podNets4or6 returns the destinations pod address p reaches un-NATed: its
+// own network and the extra CIDRs of its family, minus any contained in
+// another, so that no two elements of the pod's overlap.
+func podNets4or6(p netip.Prefix, extra []netip.Prefix) []netip.Prefix {
+	nets := []netip.Prefix{p.Masked()}
+	for _, e := range extra {
+		if e.Addr().Is4() == p.Addr().Is4() {
+			nets = append(nets, e.Masked())
+		}
+	}
+	var out []netip.Prefix
+	for i, n := range nets {
+		covered := false
+		for j, o := range nets {
+			if i == j {
+				continue
+			}
+			// n is dropped if a wider (or an earlier equal) prefix holds it.
+			if o.Bits() <= n.Bits() && o.Contains(n.Addr()) && (o.Bits() < n.Bits() || j < i) {
+				covered = true
+				break
+			}
+		}
+		if !covered {
+			out = append(out, n)
 		}
 	}
 	return out

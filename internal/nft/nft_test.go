@@ -190,3 +190,47 @@ func TestFastPathAndLayoutUpgrade(t *testing.T) {
 		t.Fatalf("layout not upgraded:\n%s", dump)
 	}
 }
+
+func TestNonMasqueradeCIDRs(t *testing.T) {
+	ctx := context.Background()
+	fake := knftables.NewFake(knftables.InetFamily, TableName)
+	d := New(fake)
+	if err := d.Remove(ctx, Attachment{Key: "none"}); err != nil {
+		t.Fatal(err)
+	}
+	base := SortedDump(fake)
+	a := testAtt
+	a.NonMasquerade = []netip.Prefix{
+		netip.MustParsePrefix("10.0.0.0/8"),    // holds the pod's own 10.22.0.0/24: replaces it
+		netip.MustParsePrefix("10.1.0.0/16"),   // inside 10.0.0.0/8: dropped
+		netip.MustParsePrefix("172.16.0.0/12"), // disjoint: added
+		netip.MustParsePrefix("fd01::/48"),     // the IPv6 address's family: added beside fd00::/64
+	}
+	if err := d.Add(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, l := range strings.Split(SortedDump(fake), "\n") {
+		if strings.Contains(l, "pod-nets") && strings.Contains(l, "add element") {
+			got = append(got, l)
+		}
+	}
+	want := []string{
+		`add element inet podnet pod-nets4 { 10.22.0.5 . 10.0.0.0/8 comment "net1/pn0123456789a" }`,
+		`add element inet podnet pod-nets4 { 10.22.0.5 . 172.16.0.0/12 comment "net1/pn0123456789a" }`,
+		`add element inet podnet pod-nets6 { fd00::5 . fd00::/64 comment "net1/pn0123456789a" }`,
+		`add element inet podnet pod-nets6 { fd00::5 . fd01::/48 comment "net1/pn0123456789a" }`,
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("pod-nets elements:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if err := d.Check(ctx, a); err != nil {
+		t.Fatalf("Check: %v", err)
+	}
+	if err := d.Remove(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if after := SortedDump(fake); after != base {
+		t.Fatalf("not back to baseline:\n%s\nwant\n%s", after, base)
+	}
+}
