@@ -211,7 +211,8 @@ func newUp(g *globals) *cobra.Command {
 				return err
 			}
 			defer stop()
-			a, err := newAgentFromFlags(ctx, g, &f, s, true)
+			defer startControllers(ctx, g, s)()
+			a, err := newAgentFromFlags(ctx, g, &f, s, false)
 			if err != nil {
 				return err
 			}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/podnet/podnet/internal/api"
+	"github.com/podnet/podnet/internal/controller"
 	"github.com/podnet/podnet/internal/store"
 	"github.com/spf13/cobra"
 )
@@ -74,6 +75,16 @@ func startStore(ctx context.Context, g *globals, f *serverFlags, cmd *cobra.Comm
 	}, nil
 }
 
+// startControllers runs the cluster controllers (node lifecycle, scheduler)
+// under leader election, so several servers may run; stop waits for them.
+func startControllers(ctx context.Context, g *globals, s *store.Store) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	m := controller.NewManager(controller.Config{Store: s, Logger: g.logger()})
+	done := make(chan struct{})
+	go func() { m.Run(ctx); close(done) }()
+	return func() { cancel(); <-done }
+}
+
 func newServer(g *globals) *cobra.Command {
 	var f serverFlags
 	cmd := &cobra.Command{
@@ -83,11 +94,12 @@ func newServer(g *globals) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer cancel()
-			_, stop, err := startStore(ctx, g, &f, cmd)
+			s, stop, err := startStore(ctx, g, &f, cmd)
 			if err != nil {
 				return err
 			}
 			defer stop()
+			defer startControllers(ctx, g, s)()
 			g.logger().Info("server ready", "endpoints", g.endpoints)
 			fmt.Fprintf(g.errOut, "podnet server ready: store at %v\n", g.endpoints)
 			<-ctx.Done()
