@@ -96,7 +96,9 @@ func Place(p *corev1.Pod, nodes []*corev1.Node, count map[string]int) Decision {
 	for r, k := range reasons {
 		parts = append(parts, fmt.Sprintf("%d %s", k, r))
 	}
-	sort.Slice(parts, func(i, j int) bool { return parts[i][strings.IndexByte(parts[i], ' '):] < parts[j][strings.IndexByte(parts[j], ' '):] })
+	sort.Slice(parts, func(i, j int) bool {
+		return parts[i][strings.IndexByte(parts[i], ' '):] < parts[j][strings.IndexByte(parts[j], ' '):]
+	})
 	msg := fmt.Sprintf("0/%d nodes are available", len(nodes))
 	if len(parts) > 0 {
 		msg += ": " + strings.Join(parts, ", ")
