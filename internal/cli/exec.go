@@ -61,7 +61,11 @@ func newExec(g *globals) *cobra.Command {
 			}
 			c := sandbox.ExecCommand("", rec, args[1:])
 			c.Stdin, c.Stdout, c.Stderr = cmd.InOrStdin(), g.out, g.errOut
-			err = c.Run()
+			hostNS := ""
+			if rec.Mode == sandbox.ModeHost {
+				hostNS = g.nodeNetNS(cmd.Context(), p.Spec.NodeName)
+			}
+			err = runIn(hostNS, c)
 			var ee *exec.ExitError
 			if errors.As(err, &ee) {
 				os.Exit(ee.ExitCode())
@@ -94,7 +98,8 @@ func newLogs(g *globals) *cobra.Command {
 			if p.Spec.NodeName == "" {
 				return fmt.Errorf("pod %s is not on a node yet", p.Name)
 			}
-			path := filepath.Join(sandbox.ContainerDir(filepath.Join(stateDir, p.Spec.NodeName), p.UID, container), shim.LogFile)
+			nodeDir := g.nodeStateDir(cmd.Context(), p.Spec.NodeName, stateDir, cmd.Flags().Changed("state-dir"))
+			path := filepath.Join(sandbox.ContainerDir(nodeDir, p.UID, container), shim.LogFile)
 			f, err := os.Open(path)
 			if err != nil {
 				return fmt.Errorf("logs of %s/%s: %w (is the pod's node on this machine? see --state-dir)", p.Name, container, err)

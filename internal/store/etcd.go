@@ -4,14 +4,19 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
+	"strings"
 	"time"
+
+	"github.com/podnet/podnet/internal/netns"
 
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
 )
 
 const (
@@ -110,6 +115,11 @@ type ClientConfig struct {
 	CAFile    string
 	CertFile  string
 	KeyFile   string
+	// NetNS, if set, is a named network namespace the endpoints are
+	// reached from: every connection's socket is created by a thread inside
+	// it, so the caller itself stays in its own namespace (`podnet cluster`
+	// keeps its control plane's etcd inside the control plane's namespace).
+	NetNS string
 }
 
 // Connect returns an etcd client. TLS is used when any file is given.
@@ -125,6 +135,13 @@ func Connect(c ClientConfig) (*clientv3.Client, error) {
 			return nil, fmt.Errorf("etcd TLS: %w", err)
 		}
 	}
+	var dialOpts []grpc.DialOption
+	if c.NetNS != "" {
+		if !netns.Exists(c.NetNS) {
+			return nil, fmt.Errorf("etcd %v: network namespace %q to dial from: %w", c.Endpoints, c.NetNS, os.ErrNotExist)
+		}
+		dialOpts = append(dialOpts, grpc.WithContextDialer(netnsDialer(c.NetNS)))
+	}
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints:            c.Endpoints,
 		DialTimeout:          5 * time.Second,
@@ -132,11 +149,41 @@ func Connect(c ClientConfig) (*clientv3.Client, error) {
 		DialKeepAliveTimeout: 5 * time.Second,
 		TLS:                  tlsCfg,
 		Logger:               zap.NewNop(),
+		DialOptions:          dialOpts,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("etcd %v: %w", c.Endpoints, err)
 	}
 	return cli, nil
+}
+
+// netnsDialer returns a gRPC dialer whose sockets are created inside the
+// named namespace. A socket stays in the namespace it was created in, so
+// only the connect needs the thread there; the connection is then used
+// from any goroutine. Addresses are etcd's host:port (or unix:path, which
+// is not namespaced and dialled as is).
+func netnsDialer(name string) func(context.Context, string) (net.Conn, error) {
+	return func(ctx context.Context, addr string) (net.Conn, error) {
+		network := "tcp"
+		if p, ok := strings.CutPrefix(addr, "unix://"); ok {
+			network, addr = "unix", p
+		} else if p, ok := strings.CutPrefix(addr, "unix:"); ok {
+			network, addr = "unix", p
+		}
+		var conn net.Conn
+		err := netns.Do(netns.Path(name), func() error {
+			var err error
+			// No Happy Eyeballs: its racing dials run on other
+			// goroutines, whose threads are not in the namespace. Serial
+			// dials create every socket on this locked thread.
+			conn, err = (&net.Dialer{FallbackDelay: -1}).DialContext(ctx, network, addr)
+			return err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("dial %s from netns %s: %w", addr, name, err)
+		}
+		return conn, nil
+	}
 }
 
 // CountOnly is the option set of a cheap existence probe.

@@ -1,0 +1,220 @@
+package cluster
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestSpecValidate(t *testing.T) {
+	cases := []struct {
+		spec Spec
+		err  string
+	}{
+		{Spec{}, ""},
+		{Spec{Name: "a-1", Nodes: 20, Backend: "host-gw"}, ""},
+		{Spec{Name: "Bad"}, "--name"},
+		{Spec{Name: "a-"}, "--name"},
+		{Spec{Name: strings.Repeat("a", 25)}, "--name"},
+		{Spec{Nodes: -1}, "--nodes"},
+		{Spec{Nodes: 201}, "--nodes"},
+		{Spec{Backend: "udp"}, "--backend"},
+		{Spec{ClusterCIDR: "10.244.0.1/16"}, "--cluster-cidr"},
+		{Spec{ClusterCIDR: "10.244.0.0/24"}, "--cluster-cidr"},
+	}
+	for _, c := range cases {
+		s := c.spec
+		s.Default()
+		err := s.Validate()
+		if c.err == "" && err != nil || c.err != "" && (err == nil || !strings.Contains(err.Error(), c.err)) {
+			t.Errorf("%+v: got %v, want %q", c.spec, err, c.err)
+		}
+	}
+}
+
+func TestPlanNames(t *testing.T) {
+	s := Spec{Name: "c", Nodes: 3}
+	s.Default()
+	tp := Plan(s)
+	want := []string{"podnet-c-sw", "podnet-c-cp", "podnet-c-outside", "podnet-c-n1", "podnet-c-n2", "podnet-c-n3"}
+	if got := tp.Namespaces(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("namespaces %v, want %v", got, want)
+	}
+	if ep := tp.EtcdEndpoint(); ep != "http://192.168.250.2:2379" {
+		t.Errorf("etcd endpoint %s", ep)
+	}
+	for i, h := range tp.Nodes() {
+		if h.Name != NodeName("c", i+1) || h.IP().String() != []string{"192.168.250.11", "192.168.250.12", "192.168.250.13"}[i] || len(h.Routes) != 0 {
+			t.Errorf("node %d: %+v", i, h)
+		}
+	}
+	for _, name := range []string{"outside", "cp", "control-plane", "c-n2", "n2", "podnet-c-n2", "sw"} {
+		if _, ok := tp.Lookup(name); !ok {
+			t.Errorf("Lookup(%q) failed", name)
+		}
+	}
+	if ns, _ := tp.Lookup("n2"); ns != "podnet-c-n2" {
+		t.Errorf("Lookup(n2) = %s", ns)
+	}
+	if _, ok := tp.Lookup("router"); ok {
+		t.Errorf("one subnet has no router")
+	}
+	// Names of links fit the kernel's 15 characters.
+	s.Nodes = MaxNodes
+	for _, h := range Plan(s).Hosts {
+		for _, c := range h.Ifaces {
+			if len(c.Name) > 15 || len(c.Port) > 15 || !strings.HasPrefix(c.Name, "pn") || !strings.HasPrefix(c.Port, "pn") {
+				t.Errorf("link names %q/%q", c.Name, c.Port)
+			}
+		}
+	}
+}
+
+func TestPlanTwoSubnets(t *testing.T) {
+	s := Spec{Name: "c", Nodes: 3, TwoSubnets: true}
+	s.Default()
+	tp := Plan(s)
+	n := tp.Nodes()
+	if n[0].IP().String() != "192.168.250.11" || n[1].IP().String() != "192.168.251.12" || n[2].IP().String() != "192.168.250.13" {
+		t.Fatalf("node addresses %v %v %v", n[0].IP(), n[1].IP(), n[2].IP())
+	}
+	if r := n[1].Routes; len(r) != 1 || r[0].Dst.String() != "192.168.250.0/24" || r[0].Via.String() != "192.168.251.1" {
+		t.Errorf("n2 routes %+v", r)
+	}
+	if r := n[0].Routes; len(r) != 1 || r[0].Dst.String() != "192.168.251.0/24" || r[0].Via.String() != "192.168.250.1" {
+		t.Errorf("n1 routes %+v", r)
+	}
+	rt := tp.Host(RoleRouter)
+	if rt == nil || !rt.Forward || len(rt.Ifaces) != 2 || rt.Ifaces[1].Switch != "podnet-c-sw2" {
+		t.Fatalf("router %+v", rt)
+	}
+	if len(tp.Host(RoleControlPlane).Routes) != 1 || len(tp.Host(RoleOutside).Routes) != 1 {
+		t.Errorf("cp and outside need a route to the second subnet")
+	}
+}
+
+// fakeKernel records calls and fails the one whose text contains failOn.
+type fakeKernel struct {
+	calls  []string
+	failOn string
+	ns     map[string]bool
+}
+
+func (k *fakeKernel) do(s string) error {
+	k.calls = append(k.calls, s)
+	if k.failOn != "" && strings.Contains(s, k.failOn) {
+		return errors.New("injected")
+	}
+	return nil
+}
+func (k *fakeKernel) CreateNS(n string) error {
+	if err := k.do("netns add " + n); err != nil {
+		return err
+	}
+	k.ns[n] = true
+	return nil
+}
+func (k *fakeKernel) DeleteNS(n string) error { delete(k.ns, n); return k.do("netns del " + n) }
+func (k *fakeKernel) IP(a ...string) error     { return k.do("ip " + strings.Join(a, " ")) }
+func (k *fakeKernel) Sysctl(ns, key, v string) error {
+	return k.do("sysctl " + ns + " " + key + "=" + v)
+}
+
+func TestBuildCommands(t *testing.T) {
+	s := Spec{Name: "c", Nodes: 2, TwoSubnets: true}
+	s.Default()
+	tp := Plan(s)
+	k := &fakeKernel{ns: map[string]bool{}}
+	if err := Build(k, &tp); err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(k.calls, "\n")
+	for _, want := range []string{
+		"ip -n podnet-c-sw link add pnbr0 type bridge",
+		"ip -n podnet-c-sw2 link set pnbr0 up",
+		"ip -n podnet-c-router link add pneth1 type veth peer name pnp-rt netns podnet-c-sw2",
+		"ip -n podnet-c-sw2 link set pnp-n2 master pnbr0 up",
+		"ip -n podnet-c-n2 addr add 192.168.251.12/24 dev pneth0",
+		"ip -n podnet-c-n2 route add 192.168.250.0/24 via 192.168.251.1",
+		"ip -n podnet-c-cp route add 192.168.251.0/24 via 192.168.250.1",
+		"sysctl podnet-c-router net/ipv4/ip_forward=1",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("missing %q in:\n%s", want, got)
+		}
+	}
+}
+
+func TestBuildRollsBack(t *testing.T) {
+	s := Spec{Name: "c", Nodes: 3}
+	s.Default()
+	tp := Plan(s)
+	k := &fakeKernel{ns: map[string]bool{}, failOn: "addr add 192.168.250.12"}
+	if err := Build(k, &tp); err == nil || !strings.Contains(err.Error(), "c-n2") {
+		t.Fatalf("want an error naming the host, got %v", err)
+	}
+	if len(k.ns) != 0 {
+		t.Errorf("namespaces left after a failed build: %v", k.ns)
+	}
+}
+
+func TestConfigFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sub", "config")
+	c, err := LoadConfig(path)
+	if err != nil || len(c.Clusters) != 0 {
+		t.Fatalf("missing file: %v %+v", err, c)
+	}
+	if e, err := c.Select("", path); e != nil || err != nil {
+		t.Fatalf("empty select: %v %v", e, err)
+	}
+	put := func(name string) {
+		if err := UpdateConfig(path, func(c *Config) error {
+			c.Put(Entry{Name: name, EtcdEndpoints: []string{"http://x:2379"}, NetNS: "podnet-" + name + "-cp", Nodes: []NodeEntry{{Name: name + "-n1", NetNS: "podnet-" + name + "-n1"}}})
+			c.CurrentCluster = name
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("b")
+	put("a")
+	c, err = LoadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.CurrentCluster != "a" || len(c.Clusters) != 2 || c.Clusters[0].Name != "a" {
+		t.Fatalf("config %+v", c)
+	}
+	if e, _ := c.Select("", path); e == nil || e.Name != "a" {
+		t.Errorf("current: %+v", e)
+	}
+	if e, _ := c.Select("b", path); e == nil || e.NodeNetNS("b-n1") != "podnet-b-n1" {
+		t.Errorf("select b: %+v", e)
+	}
+	if _, err := c.Select("zz", path); err == nil || !strings.Contains(err.Error(), `"zz"`) {
+		t.Errorf("unknown cluster: %v", err)
+	}
+	if err := UpdateConfig(path, func(c *Config) error { c.Remove("a"); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	c, _ = LoadConfig(path)
+	if c.CurrentCluster != "" || len(c.Clusters) != 1 {
+		t.Errorf("after remove: %+v", c)
+	}
+	if err := os.WriteFile(path, []byte("apiVersion: podnet.io/v1\nkind: Config\nclusterz: []\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadConfig(path); err == nil || !strings.Contains(err.Error(), "clusterz") {
+		t.Errorf("unknown field: %v", err)
+	}
+}
+
+func TestNamesDirOnlyPodnetModes(t *testing.T) {
+	m := ProcessMatcher{Dir: "/tmp/x/c"}
+	if pids := m.Find(); len(pids) != 0 {
+		t.Errorf("nothing should match: %v", pids)
+	}
+}

@@ -1,0 +1,464 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/podnet/podnet/internal/agent"
+	"github.com/podnet/podnet/internal/api"
+	"github.com/podnet/podnet/internal/netns"
+	"github.com/podnet/podnet/internal/store"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+)
+
+// RecordFile is the cluster's record inside its directory.
+const RecordFile = "cluster.json"
+
+// Record is everything a cluster is made of, written to its directory
+// before anything is created, so Delete can undo a partial Create.
+type Record struct {
+	Topology  Topology  `json:"topology"`
+	Dir       string    `json:"dir"`
+	Binary    string    `json:"binary"`
+	Server    Proc      `json:"server"`
+	Agents    []Proc    `json:"agents"`
+	CreatedAt time.Time `json:"createdAt"`
+}
+
+// Entry is the record's context-file entry.
+func (r *Record) Entry() Entry {
+	e := Entry{
+		Name:          r.Topology.Spec.Name,
+		EtcdEndpoints: []string{r.Topology.EtcdEndpoint()},
+		NetNS:         r.Server.NetNS,
+		Dir:           r.Dir,
+		Backend:       r.Topology.Spec.Backend,
+	}
+	for _, h := range r.Topology.Nodes() {
+		e.Nodes = append(e.Nodes, NodeEntry{Name: h.Name, NetNS: h.NetNS, IP: h.IP().String()})
+	}
+	return e
+}
+
+// Agent returns the named node's agent process, or nil.
+func (r *Record) Agent(node string) *Proc {
+	for i := range r.Agents {
+		if r.Agents[i].Name == node {
+			return &r.Agents[i]
+		}
+	}
+	return nil
+}
+
+// StoreConfig says how to reach the cluster's store from the caller's
+// namespace.
+func (r *Record) StoreConfig() store.ClientConfig {
+	return store.ClientConfig{Endpoints: []string{r.Topology.EtcdEndpoint()}, NetNS: r.Server.NetNS}
+}
+
+// NodeDir is where a node's files live: its conflist and CNI state.
+func (r *Record) NodeDir(node string) string { return filepath.Join(r.Dir, "nodes", node) }
+
+// AgentStateDir is the --state-dir of every agent; each keeps its pods
+// under <AgentStateDir>/<node>/pods.
+func (r *Record) AgentStateDir() string { return filepath.Join(r.Dir, "agent") }
+
+// LoadRecord reads a cluster's record from its directory.
+func LoadRecord(dir string) (*Record, error) {
+	b, err := os.ReadFile(filepath.Join(dir, RecordFile))
+	if err != nil {
+		return nil, fmt.Errorf("cluster record: %w", err)
+	}
+	var r Record
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("cluster record %s: %w", filepath.Join(dir, RecordFile), err)
+	}
+	return &r, nil
+}
+
+func (r *Record) save() error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	p := filepath.Join(r.Dir, RecordFile)
+	if err := os.WriteFile(p+".tmp", b, 0o644); err != nil {
+		return fmt.Errorf("cluster record: %w", err)
+	}
+	return os.Rename(p+".tmp", p)
+}
+
+// NewRecord plans a cluster: topology, directory and process command lines.
+// binary is the podnet binary; podnet-cni must sit next to it.
+func NewRecord(spec Spec, parent, binary string) (*Record, error) {
+	spec.Default()
+	if err := spec.Validate(); err != nil {
+		return nil, err
+	}
+	if parent == "" {
+		parent = ClustersDir()
+	}
+	parent, err := filepath.Abs(parent)
+	if err != nil {
+		return nil, err
+	}
+	r := &Record{Topology: Plan(spec), Dir: filepath.Join(parent, spec.Name), Binary: binary}
+	t := &r.Topology
+	cp := t.Host(RoleControlPlane)
+	ep := t.EtcdEndpoint()
+	r.Server = Proc{
+		Name: "server", NetNS: cp.NetNS,
+		Args: []string{binary, "server",
+			"--data-dir", filepath.Join(r.Dir, "etcd"),
+			"--listen-client-url", ep,
+			"--listen-peer-url", "http://127.0.0.1:2380",
+			"--backend", spec.Backend,
+			"--cluster-cidr", spec.ClusterCIDR,
+		},
+		Log: filepath.Join(r.Dir, "server.log"), PIDFile: filepath.Join(r.Dir, "server.pid"),
+	}
+	for _, h := range t.Nodes() {
+		nd := r.NodeDir(h.Name)
+		r.Agents = append(r.Agents, Proc{
+			Name: h.Name, NetNS: h.NetNS,
+			Args: []string{binary, "agent",
+				"--node-name", h.Name,
+				"--node-ip", h.IP().String(),
+				"--etcd-endpoints", ep,
+				"--state-dir", r.AgentStateDir(),
+				"--cni-conf-dir", filepath.Join(nd, "net.d"),
+				"--cni-bin-dir", filepath.Dir(binary),
+				"--cni-data-dir", filepath.Join(nd, "cni"),
+			},
+			Log: filepath.Join(nd, "agent.log"), PIDFile: filepath.Join(nd, "agent.pid"),
+		})
+	}
+	return r, nil
+}
+
+// CreateOptions tune Create.
+type CreateOptions struct {
+	// Progress receives one line per step.
+	Progress io.Writer
+	Logger   *slog.Logger
+	// Timeout bounds the whole creation (default 2 minutes).
+	Timeout time.Duration
+	Kernel  Kernel
+}
+
+// Create builds the planned cluster: namespaces and cables, the control
+// plane, then every node's agent, and waits until every node is Ready.
+// On failure it removes everything it made.
+func Create(ctx context.Context, r *Record, o CreateOptions) (err error) {
+	if o.Progress == nil {
+		o.Progress = io.Discard
+	}
+	if o.Kernel == nil {
+		o.Kernel = HostKernel{}
+	}
+	if o.Timeout == 0 {
+		o.Timeout = 2 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
+	t := &r.Topology
+	name := t.Spec.Name
+	if left := leftovers(r); len(left) > 0 {
+		return fmt.Errorf("cluster %q already exists (%s); delete it first: podnet cluster delete --name %s", name, strings.Join(left, ", "), name)
+	}
+	if _, err := os.Stat(filepath.Join(filepath.Dir(r.Binary), "podnet-cni")); err != nil {
+		return fmt.Errorf("podnet-cni must sit next to %s: %w", r.Binary, err)
+	}
+	if err := os.MkdirAll(r.Dir, 0o755); err != nil {
+		return fmt.Errorf("cluster dir: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			fmt.Fprintf(o.Progress, " ✗ %v\n   removing what was made...\n", err)
+			if derr := Delete(r, o.Kernel); derr != nil {
+				err = errors.Join(err, fmt.Errorf("clean-up: %w", derr))
+			}
+		}
+	}()
+	r.CreatedAt = time.Now().UTC()
+	for _, p := range r.Agents {
+		if err := os.MkdirAll(filepath.Dir(p.Log), 0o755); err != nil {
+			return err
+		}
+	}
+	if err := r.save(); err != nil {
+		return err
+	}
+	subnets := ""
+	if t.Spec.TwoSubnets {
+		subnets = ", two subnets joined by a router"
+	}
+	fmt.Fprintf(o.Progress, "Creating cluster %q: %d nodes, backend %s%s\n", name, t.Spec.Nodes, t.Spec.Backend, subnets)
+	start := time.Now()
+	step := func(format string, args ...any) {
+		fmt.Fprintf(o.Progress, " ✓ %-62s %5.1fs\n", fmt.Sprintf(format, args...), time.Since(start).Seconds())
+	}
+
+	if err := Build(o.Kernel, t); err != nil {
+		return err
+	}
+	var nets []string
+	for _, s := range t.Switches {
+		nets = append(nets, s.Subnet.String())
+	}
+	step("%d namespaces, underlay %s", len(t.Namespaces()), strings.Join(nets, " + "))
+
+	if _, err := r.Server.Start(); err != nil {
+		return err
+	}
+	cli, err := store.Connect(r.StoreConfig())
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	s := store.New(cli)
+	if err := waitFor(ctx, "control plane", func(ctx context.Context) (bool, error) {
+		if r.Server.PID() == 0 {
+			return false, fmt.Errorf("podnet server exited: %s", tail(r.Server.Log))
+		}
+		_, ok, err := s.ClusterConfig(ctx)
+		return err == nil && ok, nil
+	}); err != nil {
+		return err
+	}
+	step("control plane %s: etcd at %s", t.Host(RoleControlPlane).NetNS, t.EtcdEndpoint())
+
+	for i := range r.Agents {
+		if _, err := r.Agents[i].Start(); err != nil {
+			return err
+		}
+	}
+	ready := map[string]bool{}
+	nodeKind, _ := api.KindOf(&corev1.Node{})
+	if err := waitFor(ctx, "nodes Ready", func(ctx context.Context) (bool, error) {
+		for _, h := range t.Nodes() {
+			if ready[h.Name] {
+				continue
+			}
+			a := r.Agent(h.Name)
+			if a.PID() == 0 {
+				return false, fmt.Errorf("agent of %s exited: %s", h.Name, tail(a.Log))
+			}
+			ok, err := nodeReady(ctx, s, nodeKind, r, h.Name)
+			if err != nil {
+				return false, err
+			}
+			if ok {
+				ready[h.Name] = true
+				step("node %s %s Ready", h.Name, h.IP())
+			}
+		}
+		return len(ready) == len(r.Agents), nil
+	}); err != nil {
+		var waiting []string
+		for _, h := range t.Nodes() {
+			if !ready[h.Name] {
+				waiting = append(waiting, h.Name+": "+tail(r.Agent(h.Name).Log))
+			}
+		}
+		return fmt.Errorf("%w; not Ready: %s", err, strings.Join(waiting, "; "))
+	}
+	return nil
+}
+
+// nodeReady: the agent registered (its conflist is written after
+// registration) and the Node, if the agent publishes one, is Ready.
+func nodeReady(ctx context.Context, s *store.Store, k *api.Kind, r *Record, node string) (bool, error) {
+	if _, err := os.Stat(filepath.Join(r.NodeDir(node), "net.d", agent.ConfListName)); err != nil {
+		return false, nil
+	}
+	o, err := s.Get(ctx, k, "", node)
+	if err != nil {
+		if apierrors.IsNotFound(err) {
+			return true, nil
+		}
+		return false, nil // the store may be busy; try again
+	}
+	return api.NodeReady(o.(*corev1.Node)) == corev1.ConditionTrue, nil
+}
+
+func waitFor(ctx context.Context, what string, f func(context.Context) (bool, error)) error {
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		ok, err := f(cctx)
+		cancel()
+		if err != nil {
+			return err
+		}
+		if ok {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for %s: %w", what, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// tail returns the last lines of a log, for error messages.
+func tail(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "(no log)"
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) > 5 {
+		lines = lines[len(lines)-5:]
+	}
+	return strings.Join(lines, " | ")
+}
+
+// leftovers lists what of the cluster already exists.
+func leftovers(r *Record) []string {
+	var out []string
+	for _, ns := range r.Topology.Namespaces() {
+		if netns.Exists(ns) {
+			out = append(out, "namespace "+ns)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(r.Dir, RecordFile)); err == nil {
+		out = append(out, "record "+filepath.Join(r.Dir, RecordFile))
+	}
+	return out
+}
+
+var nodeNSSuffix = regexp.MustCompile(`^(sw|sw2|router|cp|outside|n[0-9]+)$`)
+
+// clusterNamespaces lists the namespaces that exist and belong to the named
+// cluster: exactly the names Plan gives, so cluster "a" never takes
+// "podnet-a-b-n1" of cluster "a-b".
+func clusterNamespaces(name string) []string {
+	ents, _ := os.ReadDir(netns.Dir)
+	pre := NetNSPrefix(name)
+	var out []string
+	for _, e := range ents {
+		if s, ok := strings.CutPrefix(e.Name(), pre); ok && nodeNSSuffix.MatchString(s) {
+			out = append(out, e.Name())
+		}
+	}
+	return out
+}
+
+// podNamespaces reads the pod namespaces from the agents' on-disk records.
+func podNamespaces(stateDir string) []string {
+	recs, _ := filepath.Glob(filepath.Join(stateDir, "*", "pods", "*", "pod.json"))
+	var out []string
+	for _, p := range recs {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		var rec struct {
+			NetNS string `json:"netns"`
+		}
+		if json.Unmarshal(b, &rec) == nil && rec.NetNS != "" && filepath.Base(rec.NetNS) == rec.NetNS {
+			out = append(out, rec.NetNS)
+		}
+	}
+	return out
+}
+
+// Delete removes everything of the cluster: its processes (server, agents,
+// shims, containers, anything running in its namespaces), pod namespaces
+// and their /etc/netns entries, the cluster's namespaces (taking their
+// links, routes and nftables tables along) and its directory. Missing
+// pieces are fine; it can be repeated.
+func Delete(r *Record, k Kernel) error {
+	if k == nil {
+		k = HostKernel{}
+	}
+	name := r.Topology.Spec.Name
+	nss := uniq(append(r.Topology.Namespaces(), clusterNamespaces(name)...))
+	pods := podNamespaces(r.AgentStateDir())
+	var paths []string
+	for _, ns := range append(append([]string{}, nss...), pods...) {
+		if netns.Exists(ns) {
+			paths = append(paths, netns.Path(ns))
+		}
+	}
+	var errs []error
+	// Agents first, so none starts a shim while shims die; then the rest.
+	for _, p := range append([]Proc{r.Server}, r.Agents...) {
+		p.Kill(syscall.SIGKILL)
+	}
+	m := ProcessMatcher{NetNS: paths}
+	if r.Dir != "" {
+		m.Dir = r.Dir
+	}
+	if _, err := m.KillAll(10 * time.Second); err != nil {
+		errs = append(errs, err)
+	}
+	for _, ns := range pods {
+		if err := netns.Delete(ns); err != nil {
+			errs = append(errs, err)
+		}
+		if err := os.RemoveAll(filepath.Join("/etc/netns", ns)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := DeleteNamespaces(k, nss); err != nil {
+		errs = append(errs, err)
+	}
+	if r.Dir != "" && filepath.Base(r.Dir) != name {
+		errs = append(errs, fmt.Errorf("cluster dir %s: not removed: not named after the cluster", r.Dir))
+	} else if r.Dir != "" {
+		if err := os.RemoveAll(r.Dir); err != nil {
+			errs = append(errs, fmt.Errorf("cluster dir: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func uniq(in []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, s := range in {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// Status summarises a cluster from its processes and namespaces:
+// Running, Degraded (some agent or the server down), Stopped or Missing.
+func Status(r *Record) string {
+	if len(clusterNamespaces(r.Topology.Spec.Name)) == 0 {
+		return "Missing"
+	}
+	up := 0
+	for i := range r.Agents {
+		if r.Agents[i].PID() != 0 {
+			up++
+		}
+	}
+	server := r.Server.PID() != 0
+	switch {
+	case server && up == len(r.Agents):
+		return "Running"
+	case !server && up == 0:
+		return "Stopped"
+	case !server:
+		return fmt.Sprintf("Degraded (server down, %d/%d agents)", up, len(r.Agents))
+	default:
+		return fmt.Sprintf("Degraded (%d/%d agents)", up, len(r.Agents))
+	}
+}

@@ -1,0 +1,213 @@
+package cluster
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/podnet/podnet/internal/netns"
+)
+
+// Proc is a long-running process of the cluster: the server or an agent.
+// Its command line is kept in the cluster's record so it can be restarted
+// exactly as it was started.
+type Proc struct {
+	Name    string   `json:"name"`  // "server" or the node name
+	NetNS   string   `json:"netns"` // where it runs
+	Args    []string `json:"args"`  // argv, the binary first
+	Log     string   `json:"log"`
+	PIDFile string   `json:"pidFile"`
+}
+
+// Start launches the process detached (a session of its own, stdin from
+// /dev/null, output appended to its log) from a thread inside its
+// namespace, so it shares the caller's mount namespace, and writes its pid
+// file. It returns the pid.
+func (p *Proc) Start() (int, error) {
+	logf, err := os.OpenFile(p.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return 0, fmt.Errorf("process %s: log: %w", p.Name, err)
+	}
+	defer logf.Close()
+	fmt.Fprintf(logf, "---- %s: starting %s\n", time.Now().Format(time.RFC3339), strings.Join(p.Args, " "))
+	cmd := exec.Command(p.Args[0], p.Args[1:]...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Dir = "/"
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := netns.Do(netns.Path(p.NetNS), cmd.Start); err != nil {
+		return 0, fmt.Errorf("process %s: start in %s: %w", p.Name, p.NetNS, err)
+	}
+	pid := cmd.Process.Pid
+	// Reap it if it dies while we live; once we exit, init does.
+	go func() { _ = cmd.Wait() }()
+	if err := os.WriteFile(p.PIDFile, []byte(strconv.Itoa(pid)+"\n"), 0o644); err != nil {
+		_ = cmd.Process.Kill()
+		return 0, fmt.Errorf("process %s: pid file: %w", p.Name, err)
+	}
+	return pid, nil
+}
+
+// PID returns the process's pid if it is alive and still the process its
+// pid file names (the same binary and arguments), else 0.
+func (p *Proc) PID() int {
+	b, err := os.ReadFile(p.PIDFile)
+	if err != nil {
+		return 0
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		return 0
+	}
+	args, err := cmdline(pid)
+	if err != nil || len(args) != len(p.Args) {
+		return 0
+	}
+	for i := range args {
+		if args[i] != p.Args[i] {
+			return 0
+		}
+	}
+	if st, _ := procState(pid); st == "Z" {
+		return 0
+	}
+	return pid
+}
+
+// Kill sends sig to the process if it is alive; it reports whether it was.
+func (p *Proc) Kill(sig syscall.Signal) bool {
+	pid := p.PID()
+	if pid == 0 {
+		return false
+	}
+	return syscall.Kill(pid, sig) == nil
+}
+
+func cmdline(pid int) ([]string, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return nil, err
+	}
+	b = bytes.TrimSuffix(b, []byte{0})
+	if len(b) == 0 {
+		return nil, errors.New("no command line")
+	}
+	return strings.Split(string(b), "\x00"), nil
+}
+
+func procState(pid int) (string, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return "", err
+	}
+	// pid (comm) S ...; comm may hold spaces and parentheses.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 || i+2 >= len(b) {
+		return "", errors.New("bad stat")
+	}
+	return string(b[i+2 : i+3]), nil
+}
+
+// netnsInode returns the inode of a namespace file (/run/netns/X or
+// /proc/PID/ns/net).
+func netnsInode(path string) (uint64, error) {
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		return 0, err
+	}
+	return st.Ino, nil
+}
+
+// ProcessMatcher selects the processes that belong to a cluster.
+type ProcessMatcher struct {
+	// Dir: a podnet process with an argument naming a path under Dir.
+	Dir string
+	// NetNS: a process whose network namespace is one of these (paths).
+	NetNS []string
+}
+
+// Find returns the pids of matching processes, never the caller's own.
+func (m ProcessMatcher) Find() []int {
+	inodes := map[uint64]bool{}
+	for _, p := range m.NetNS {
+		if ino, err := netnsInode(p); err == nil {
+			inodes[ino] = true
+		}
+	}
+	ents, _ := os.ReadDir("/proc")
+	self := os.Getpid()
+	var pids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == self {
+			continue
+		}
+		if st, _ := procState(pid); st == "Z" || st == "" {
+			continue
+		}
+		if len(inodes) > 0 {
+			if ino, err := netnsInode(fmt.Sprintf("/proc/%d/ns/net", pid)); err == nil && inodes[ino] {
+				pids = append(pids, pid)
+				continue
+			}
+		}
+		if m.Dir != "" && m.namesDir(pid) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// namesDir: the process is `podnet server|agent|shim ...` with an argument
+// under Dir. Only podnet's own long-running modes match, so a shell or an
+// editor with the path in its arguments is never touched.
+func (m ProcessMatcher) namesDir(pid int) bool {
+	args, err := cmdline(pid)
+	if err != nil || len(args) < 2 || filepath.Base(args[0]) != "podnet" {
+		return false
+	}
+	switch args[1] {
+	case "server", "agent", "shim":
+	default:
+		return false
+	}
+	dir := filepath.Clean(m.Dir) + "/"
+	for _, a := range args[2:] {
+		if _, v, ok := strings.Cut(a, "="); ok && strings.HasPrefix(a, "--") {
+			a = v
+		}
+		if strings.HasPrefix(a, dir) {
+			return true
+		}
+	}
+	return false
+}
+
+// KillAll SIGKILLs matching processes until none is left (new ones may be
+// started by a dying agent), waiting at most timeout. It returns how many
+// it killed.
+func (m ProcessMatcher) KillAll(timeout time.Duration) (int, error) {
+	killed := map[int]bool{}
+	deadline := time.Now().Add(timeout)
+	for {
+		pids := m.Find()
+		if len(pids) == 0 {
+			return len(killed), nil
+		}
+		if time.Now().After(deadline) {
+			return len(killed), fmt.Errorf("processes still alive after %s: %v", timeout, pids)
+		}
+		for _, pid := range pids {
+			if syscall.Kill(pid, syscall.SIGKILL) == nil {
+				killed[pid] = true
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -1,0 +1,249 @@
+package cluster
+
+import (
+	"fmt"
+	"net/netip"
+	"regexp"
+
+	"github.com/podnet/podnet/internal/api"
+)
+
+// Spec is what the user asks for.
+type Spec struct {
+	Name        string `json:"name"`
+	Nodes       int    `json:"nodes"`
+	Backend     string `json:"backend"`
+	TwoSubnets  bool   `json:"twoSubnets,omitempty"`
+	ClusterCIDR string `json:"clusterCIDR"`
+}
+
+// Limits of a Spec.
+const (
+	MaxNodes   = 200
+	maxNameLen = 24
+	// EtcdPort is the control plane's etcd client port on the underlay.
+	EtcdPort = 2379
+)
+
+// Roles of hosts.
+const (
+	RoleControlPlane = "control-plane"
+	RoleOutside      = "outside"
+	RoleRouter       = "router"
+	RoleNode         = "node"
+)
+
+// Names inside every host and switch.
+const (
+	// BridgeName is the switch's bridge.
+	BridgeName = "pnbr0"
+	// UplinkName is a host's first cable; the router's second is pneth1.
+	UplinkName = "pneth0"
+)
+
+var nameRE = regexp.MustCompile(`^[a-z]([a-z0-9-]*[a-z0-9])?$`)
+
+// Default fills unset fields.
+func (s *Spec) Default() {
+	if s.Name == "" {
+		s.Name = "podnet"
+	}
+	if s.Nodes == 0 {
+		s.Nodes = 3
+	}
+	if s.Backend == "" {
+		s.Backend = api.BackendVXLAN
+	}
+	if s.ClusterCIDR == "" {
+		s.ClusterCIDR = "10.244.0.0/16"
+	}
+}
+
+// Validate checks the spec; errors name the flag.
+func (s *Spec) Validate() error {
+	if len(s.Name) > maxNameLen || !nameRE.MatchString(s.Name) {
+		return fmt.Errorf("--name %q: want lower-case letters, digits and '-', starting with a letter, at most %d characters", s.Name, maxNameLen)
+	}
+	if s.Nodes < 1 || s.Nodes > MaxNodes {
+		return fmt.Errorf("--nodes %d: want 1 to %d", s.Nodes, MaxNodes)
+	}
+	switch s.Backend {
+	case api.BackendVXLAN, api.BackendHostGW:
+	default:
+		return fmt.Errorf("--backend %q: want %s or %s", s.Backend, api.BackendVXLAN, api.BackendHostGW)
+	}
+	if p, err := netip.ParsePrefix(s.ClusterCIDR); err != nil || p.Masked() != p || p.Bits() > 22 {
+		return fmt.Errorf("--cluster-cidr %q: want a network CIDR of /22 or larger", s.ClusterCIDR)
+	}
+	return nil
+}
+
+// Switch is an L2 segment: a bridge inside a namespace of its own.
+type Switch struct {
+	NetNS  string       `json:"netns"`
+	Bridge string       `json:"bridge"`
+	Subnet netip.Prefix `json:"subnet"`
+}
+
+// Iface is a host's cable to a switch: Name inside the host, Port on the
+// switch's bridge.
+type Iface struct {
+	Name   string       `json:"name"`
+	Switch string       `json:"switch"` // the switch's netns
+	Port   string       `json:"port"`
+	Addr   netip.Prefix `json:"addr"`
+}
+
+// Route is a static route on a host.
+type Route struct {
+	Dst netip.Prefix `json:"dst"`
+	Via netip.Addr   `json:"via"`
+}
+
+// Host is a namespace standing for a machine.
+type Host struct {
+	Role    string  `json:"role"`
+	Name    string  `json:"name"` // the node name for nodes, else the role
+	NetNS   string  `json:"netns"`
+	Ifaces  []Iface `json:"ifaces"`
+	Routes  []Route `json:"routes,omitempty"`
+	Forward bool    `json:"forward,omitempty"`
+}
+
+// IP is the host's first address.
+func (h *Host) IP() netip.Addr { return h.Ifaces[0].Addr.Addr() }
+
+// Topology is the planned cluster: switches and hosts.
+type Topology struct {
+	Spec     Spec     `json:"spec"`
+	Switches []Switch `json:"switches"`
+	Hosts    []Host   `json:"hosts"`
+}
+
+// NetNSPrefix is the prefix of every namespace of the named cluster.
+func NetNSPrefix(cluster string) string { return "podnet-" + cluster + "-" }
+
+// NodeName is the name of the cluster's i-th node (from 1).
+func NodeName(cluster string, i int) string { return fmt.Sprintf("%s-n%d", cluster, i) }
+
+var (
+	subnetA = netip.MustParsePrefix("192.168.250.0/24")
+	subnetB = netip.MustParsePrefix("192.168.251.0/24")
+)
+
+func hostAddr(subnet netip.Prefix, last int) netip.Prefix {
+	b := subnet.Addr().As4()
+	b[3] = byte(last)
+	return netip.PrefixFrom(netip.AddrFrom4(b), subnet.Bits())
+}
+
+// Plan computes the topology of a valid spec. It is pure: the same spec
+// always gives the same names and addresses.
+func Plan(s Spec) Topology {
+	pre := NetNSPrefix(s.Name)
+	t := Topology{Spec: s}
+	swA := Switch{NetNS: pre + "sw", Bridge: BridgeName, Subnet: subnetA}
+	t.Switches = append(t.Switches, swA)
+	var swB Switch
+	routerA := hostAddr(subnetA, 1).Addr()
+	routerB := hostAddr(subnetB, 1).Addr()
+	if s.TwoSubnets {
+		swB = Switch{NetNS: pre + "sw2", Bridge: BridgeName, Subnet: subnetB}
+		t.Switches = append(t.Switches, swB)
+	}
+	// toB is the route a host on subnet A needs when there are two.
+	toB := func() []Route {
+		if !s.TwoSubnets {
+			return nil
+		}
+		return []Route{{Dst: subnetB, Via: routerA}}
+	}
+	if s.TwoSubnets {
+		t.Hosts = append(t.Hosts, Host{
+			Role: RoleRouter, Name: RoleRouter, NetNS: pre + "router", Forward: true,
+			Ifaces: []Iface{
+				{Name: UplinkName, Switch: swA.NetNS, Port: "pnp-rt", Addr: hostAddr(subnetA, 1)},
+				{Name: "pneth1", Switch: swB.NetNS, Port: "pnp-rt", Addr: hostAddr(subnetB, 1)},
+			},
+		})
+	}
+	t.Hosts = append(t.Hosts,
+		Host{Role: RoleControlPlane, Name: RoleControlPlane, NetNS: pre + "cp",
+			Ifaces: []Iface{{Name: UplinkName, Switch: swA.NetNS, Port: "pnp-cp", Addr: hostAddr(subnetA, 2)}},
+			Routes: toB()},
+		Host{Role: RoleOutside, Name: RoleOutside, NetNS: pre + "outside",
+			Ifaces: []Iface{{Name: UplinkName, Switch: swA.NetNS, Port: "pnp-out", Addr: hostAddr(subnetA, 3)}},
+			Routes: toB()},
+	)
+	for i := 1; i <= s.Nodes; i++ {
+		h := Host{Role: RoleNode, Name: NodeName(s.Name, i), NetNS: fmt.Sprintf("%sn%d", pre, i)}
+		port := fmt.Sprintf("pnp-n%d", i)
+		if s.TwoSubnets && i%2 == 0 {
+			h.Ifaces = []Iface{{Name: UplinkName, Switch: swB.NetNS, Port: port, Addr: hostAddr(subnetB, 10+i)}}
+			h.Routes = []Route{{Dst: subnetA, Via: routerB}}
+		} else {
+			h.Ifaces = []Iface{{Name: UplinkName, Switch: swA.NetNS, Port: port, Addr: hostAddr(subnetA, 10+i)}}
+			h.Routes = toB()
+		}
+		t.Hosts = append(t.Hosts, h)
+	}
+	return t
+}
+
+// Namespaces lists every namespace of the topology: switches first.
+func (t *Topology) Namespaces() []string {
+	var out []string
+	for _, s := range t.Switches {
+		out = append(out, s.NetNS)
+	}
+	for _, h := range t.Hosts {
+		out = append(out, h.NetNS)
+	}
+	return out
+}
+
+// Host returns the host with the given role (or node name), or nil.
+func (t *Topology) Host(role string) *Host {
+	for i := range t.Hosts {
+		if t.Hosts[i].Role == role || t.Hosts[i].Name == role {
+			return &t.Hosts[i]
+		}
+	}
+	return nil
+}
+
+// Nodes returns the node hosts in order.
+func (t *Topology) Nodes() []Host {
+	var out []Host
+	for _, h := range t.Hosts {
+		if h.Role == RoleNode {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// EtcdEndpoint is the control plane's etcd client URL on the underlay.
+func (t *Topology) EtcdEndpoint() string {
+	return fmt.Sprintf("http://%s", netip.AddrPortFrom(t.Host(RoleControlPlane).IP(), EtcdPort))
+}
+
+// Lookup finds a host by role, node name, short node name ("n2") or
+// namespace name, and returns its namespace.
+func (t *Topology) Lookup(name string) (string, bool) {
+	switch name {
+	case "cp":
+		name = RoleControlPlane
+	}
+	for _, h := range t.Hosts {
+		if h.Role == name && h.Role != RoleNode || h.Name == name || h.NetNS == name || h.NetNS == NetNSPrefix(t.Spec.Name)+name {
+			return h.NetNS, true
+		}
+	}
+	for _, s := range t.Switches {
+		if s.NetNS == name || s.NetNS == NetNSPrefix(t.Spec.Name)+name {
+			return s.NetNS, true
+		}
+	}
+	return "", false
+}
