@@ -118,7 +118,7 @@ func (k *fakeKernel) CreateNS(n string) error {
 	return nil
 }
 func (k *fakeKernel) DeleteNS(n string) error { delete(k.ns, n); return k.do("netns del " + n) }
-func (k *fakeKernel) IP(a ...string) error     { return k.do("ip " + strings.Join(a, " ")) }
+func (k *fakeKernel) IP(a ...string) error    { return k.do("ip " + strings.Join(a, " ")) }
 func (k *fakeKernel) Sysctl(ns, key, v string) error {
 	return k.do("sysctl " + ns + " " + key + "=" + v)
 }

@@ -3,8 +3,8 @@ package store
 import (
 	"context"
 	"fmt"
-	"os"
 	"net"
+	"os"
 	"testing"
 	"time"
 
