@@ -19,6 +19,9 @@ type NetworkConfig struct {
 	PodCIDR string // this node's pod range
 	MTU     int    // 0: the kernel default
 	DataDir string // the plugin's IPAM directory
+	// NonMasqueradeCIDRs are reached with the pod's own address (the
+	// cluster CIDR: pods on other nodes see the sender's pod IP).
+	NonMasqueradeCIDRs []string
 }
 
 // ConfList renders the node's conflist for podnet-cni (see docs/cni.md).
@@ -39,6 +42,9 @@ func ConfList(c NetworkConfig) ([]byte, error) {
 	}
 	if c.DataDir != "" {
 		plugin["dataDir"] = c.DataDir
+	}
+	if len(c.NonMasqueradeCIDRs) > 0 {
+		plugin["nonMasqueradeCIDRs"] = c.NonMasqueradeCIDRs
 	}
 	if c.Bridge == "" {
 		delete(plugin, "bridge")

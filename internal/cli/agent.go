@@ -49,7 +49,7 @@ func (f *agentFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.cniBinDir, "cni-bin-dir", "/opt/cni/bin", "where CNI plugins are found; podnet-cni is installed here if missing")
 	fl.StringVar(&f.cniDataDir, "cni-data-dir", cni.DefaultDataDir, "the CNI plugin's IPAM state directory")
 	fl.StringVar(&f.bridge, "bridge", cni.DefaultBridge, "the node's pod bridge")
-	fl.IntVar(&f.mtu, "mtu", 0, "pod interface MTU (0: kernel default)")
+	fl.IntVar(&f.mtu, "mtu", 0, "pod interface MTU (0: the overlay's, the underlay's minus 50 with vxlan)")
 }
 
 // newAgentFromFlags registers the node, writes its CNI config, installs
@@ -86,7 +86,23 @@ func newAgentFromFlags(ctx context.Context, g *globals, f *agentFlags, s *store.
 		return nil, err
 	}
 	f.podCIDR = reg.PodCIDR
-	conf, err := agent.ConfList(agent.NetworkConfig{Bridge: f.bridge, PodCIDR: reg.PodCIDR, MTU: f.mtu, DataDir: f.cniDataDir})
+	// The overlay: the node's device now, the peers in its runner.
+	ov, podMTU, err := agent.SetupOverlay(ctx, agent.OverlaySetup{
+		Store: s, NodeName: f.nodeName, NodeIP: f.nodeIP, PodCIDR: reg.PodCIDR,
+		Backend: reg.Cluster.Backend, StateDir: stateDir, Logger: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	mtu := podMTU
+	if f.mtu > 0 {
+		if f.mtu > podMTU {
+			log.Warn("--mtu is larger than the overlay allows; large packets between nodes will be dropped", "mtu", f.mtu, "overlayMTU", podMTU)
+		}
+		mtu = f.mtu
+	}
+	conf, err := agent.ConfList(agent.NetworkConfig{Bridge: f.bridge, PodCIDR: reg.PodCIDR, MTU: mtu, DataDir: f.cniDataDir,
+		NonMasqueradeCIDRs: []string{reg.Cluster.ClusterCIDR}})
 	if err != nil {
 		return nil, err
 	}
@@ -117,7 +133,7 @@ func newAgentFromFlags(ctx context.Context, g *globals, f *agentFlags, s *store.
 	return agent.New(agent.Config{
 		NodeName: f.nodeName, NodeIP: f.nodeIP, Store: s, Runtime: mgr,
 		Logger: log, BindUnscheduled: bind,
-		Runners: []agent.Runner{reg.Lease},
+		Runners: []agent.Runner{reg.Lease, ov},
 	}), nil
 }
 

@@ -223,7 +223,7 @@ func (v *vxlanBackend) ensureLink(existing *Link) error {
 		if err := v.k.AddVXLAN(dev, v.mac, v.mtu, v.wantAttrs()); err != nil {
 			return fmt.Errorf("vxlan: %w", err)
 		}
-		v.log.Info("VXLAN device created", "vni", v.cfg.VNI, "port", v.cfg.Port, "local", v.cfg.Self.IP, "underlay", v.underlay.Name, "mac", v.mac, "mtu", v.mtu)
+		v.log.Info("VXLAN device created", "vni", v.cfg.VNI, "port", v.cfg.Port, "local", v.cfg.Self.IP, "underlay", v.underlay.Name, "mac", v.mac.String(), "mtu", v.mtu)
 	}
 	if existing == nil || !existing.Up || existing.MTU != v.mtu {
 		if err := v.k.SetUp(dev, v.mtu); err != nil {
@@ -390,7 +390,7 @@ func (v *vxlanBackend) addPeer(p vxlanPeer, haveNeigh map[netip.Addr]string, hav
 		if err := v.k.ReplaceRoute(p.route); err != nil {
 			return fail(err)
 		}
-		v.log.Info("peer programmed", "peer", p.node.Name, "nodeIP", p.node.IP, "podCIDR", p.node.PodCIDR, "vtepMAC", p.mac)
+		v.log.Info("peer programmed", "peer", p.node.Name, "nodeIP", p.node.IP, "podCIDR", p.node.PodCIDR, "vtepMAC", p.mac.String())
 	}
 	return nil
 }

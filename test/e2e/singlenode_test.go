@@ -145,7 +145,7 @@ func TestSingleNode(t *testing.T) {
 			}
 		}
 		links := check(t)(inNS(n.path, "ip", "-o", "link"))
-		if strings.Count(links, "\n") != 3 { // lo, the uplink, the bridge
+		if strings.Count(links, "\n") != 4 { // lo, the uplink, the bridge, the overlay's podnet.vxlan
 			t.Errorf("links left behind:\n%s", links)
 		}
 		if left := podElements(t, n.path); len(left) > 0 {
