@@ -51,9 +51,6 @@ type Config struct {
 	// Resync is how often every pod is reconciled without an event, which
 	// is how container state changes reach the store. Default 1s.
 	Resync time.Duration
-	// BindUnscheduled binds pods without spec.nodeName to this node: the
-	// single-machine mode's scheduler.
-	BindUnscheduled bool
 	// Runners are node-level loops run for the agent's lifetime (the node
 	// lease, the overlay).
 	Runners []Runner
@@ -180,27 +177,10 @@ func (a *Agent) informer(ctx context.Context) {
 	}
 }
 
-// mine reports whether p runs here, binding it first in single-machine mode.
-func (a *Agent) mine(ctx context.Context, p *corev1.Pod) bool {
-	if p.Spec.NodeName == "" && a.cfg.BindUnscheduled && p.DeletionTimestamp == nil {
-		go a.bind(ctx, p)
-		return false
-	}
+// mine reports whether p runs here. Pods without a node wait for the
+// scheduler (internal/controller), which `podnet up` runs too.
+func (a *Agent) mine(_ context.Context, p *corev1.Pod) bool {
 	return p.Spec.NodeName == a.cfg.NodeName
-}
-
-func (a *Agent) bind(ctx context.Context, p *corev1.Pod) {
-	_, err := a.cfg.Store.Mutate(ctx, a.podKind, p.Namespace, p.Name, func(o api.Object) error {
-		cur := o.(*corev1.Pod)
-		if cur.UID != p.UID || cur.Spec.NodeName != "" {
-			return nil
-		}
-		cur.Spec.NodeName = a.cfg.NodeName
-		return nil
-	})
-	if err != nil && !apierrors.IsNotFound(err) {
-		a.log.Warn("bind pod", "pod", p.Namespace+"/"+p.Name, "err", err)
-	}
 }
 
 // reconcileAll pokes every wanted pod's worker and every local pod that is

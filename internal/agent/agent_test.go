@@ -99,9 +99,9 @@ func eventually(t *testing.T, what string, f func() bool) {
 	}
 }
 
-func startAgent(t *testing.T, s *store.Store, rt PodRuntime, bind bool) {
+func startAgent(t *testing.T, s *store.Store, rt PodRuntime) {
 	ctx, cancel := context.WithCancel(context.Background())
-	a := New(Config{NodeName: "n1", NodeIP: "192.168.200.1", Store: s, Runtime: rt, Resync: 100 * time.Millisecond, BindUnscheduled: bind, Logger: testutil.Logger(t)})
+	a := New(Config{NodeName: "n1", NodeIP: "192.168.200.1", Store: s, Runtime: rt, Resync: 100 * time.Millisecond, Logger: testutil.Logger(t)})
 	done := make(chan struct{})
 	go func() { a.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
@@ -111,7 +111,7 @@ func TestAgentRunsBindsAndDeletesPods(t *testing.T) {
 	s, _ := testutil.Store(t)
 	ctx := context.Background()
 	rt := newFake()
-	startAgent(t, s, rt, true)
+	startAgent(t, s, rt)
 
 	mine, other, unbound := mkpod("mine", "n1"), mkpod("other", "n2"), mkpod("unbound", "")
 	for _, p := range []*corev1.Pod{mine, other, unbound} {
@@ -130,10 +130,10 @@ func TestAgentRunsBindsAndDeletesPods(t *testing.T) {
 		p := get("mine")
 		return p != nil && p.Status.Phase == corev1.PodRunning && p.Status.PodIP == "10.244.0.5" && p.Status.HostIP == "192.168.200.1"
 	})
-	eventually(t, "unbound pod bound and running", func() bool {
-		p := get("unbound")
-		return p != nil && p.Spec.NodeName == "n1" && p.Status.Phase == corev1.PodRunning
-	})
+	// Binding is the scheduler's job (internal/controller), not the agent's.
+	if p := get("unbound"); p.Spec.NodeName != "" || p.Status.Phase != corev1.PodPending || p.Status.PodIP != "" {
+		t.Fatalf("the agent touched an unscheduled pod: %+v", p)
+	}
 	if p := get("other"); p.Status.Phase != corev1.PodPending || p.Status.PodIP != "" {
 		t.Fatalf("another node's pod was touched: %+v", p.Status)
 	}
@@ -160,7 +160,7 @@ func TestAgentRemovesPodsGoneFromStore(t *testing.T) {
 	s, _ := testutil.Store(t)
 	rt := newFake()
 	rt.local["stale-uid"] = true // set up by a previous agent, deleted while it was down
-	startAgent(t, s, rt, false)
+	startAgent(t, s, rt)
 	eventually(t, "stale pod removed", func() bool { return rt.wasKilled("stale-uid") })
 }
 
@@ -173,7 +173,7 @@ func TestAgentReportsSandboxFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	rt.fail[p.UID] = fmt.Errorf("host port tcp/8080 is already allocated")
-	startAgent(t, s, rt, false)
+	startAgent(t, s, rt)
 	eventually(t, "failure in status", func() bool {
 		o, err := s.Get(ctx, podKind, "default", "broken")
 		if err != nil {

@@ -174,3 +174,53 @@ func TestNodeLeaseRenews(t *testing.T) {
 		t.Fatal("lease key left after the runner stopped")
 	}
 }
+
+// TestNodeLeaseSurvivesStoreOutage: with the store down longer than the
+// lease TTL the runner keeps going, and once the store is back the node
+// has a live lease and is Ready again.
+func TestNodeLeaseSurvivesStoreOutage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts etcd processes")
+	}
+	c := testutil.StartEtcdCluster(t, 1)
+	cli, err := store.Connect(store.ClientConfig{Endpoints: c.Endpoints()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	s := store.New(cli)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if _, err := s.EnsureClusterConfig(ctx, api.ClusterConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	reg, err := Register(ctx, s, NodeConfig{Name: "a", LeaseTTL: 2 * time.Second, Logger: testutil.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { reg.Lease.Run(ctx); close(done) }()
+	c.Stop(0)
+	time.Sleep(5 * time.Second)
+	select {
+	case <-done:
+		t.Fatal("lease runner gave up while the store was down")
+	default:
+	}
+	c.Start(0)
+	c.WaitHealthy(30 * time.Second)
+	eventually(t, "live lease and Ready after the outage", func() bool {
+		gctx, gcancel := context.WithTimeout(ctx, time.Second)
+		defer gcancel()
+		resp, err := cli.Get(gctx, NodeLeaseKey("a"))
+		if err != nil || len(resp.Kvs) != 1 {
+			return false
+		}
+		ttl, err := cli.TimeToLive(gctx, reg.Lease.LeaseID())
+		if err != nil || ttl.TTL <= 0 || resp.Kvs[0].Lease != int64(reg.Lease.LeaseID()) {
+			return false
+		}
+		o, err := s.Get(gctx, nodeKind, "", "a")
+		return err == nil && api.NodeReady(o.(*corev1.Node)) == corev1.ConditionTrue
+	})
+}

@@ -54,7 +54,7 @@ func (f *agentFlags) register(cmd *cobra.Command) {
 
 // newAgentFromFlags registers the node, writes its CNI config, installs
 // the plugin and returns an agent ready to Run.
-func newAgentFromFlags(ctx context.Context, g *globals, f *agentFlags, s *store.Store, bind bool) (*agent.Agent, error) {
+func newAgentFromFlags(ctx context.Context, g *globals, f *agentFlags, s *store.Store) (*agent.Agent, error) {
 	log := g.logger()
 	if f.nodeName == "" {
 		return nil, fmt.Errorf("--node-name is required")
@@ -132,7 +132,7 @@ func newAgentFromFlags(ctx context.Context, g *globals, f *agentFlags, s *store.
 	}
 	return agent.New(agent.Config{
 		NodeName: f.nodeName, NodeIP: f.nodeIP, Store: s, Runtime: mgr,
-		Logger: log, BindUnscheduled: bind,
+		Logger:  log,
 		Runners: []agent.Runner{reg.Lease, ov},
 	}), nil
 }
@@ -201,7 +201,7 @@ func newAgent(g *globals) *cobra.Command {
 				return err
 			}
 			defer cli.Close()
-			a, err := newAgentFromFlags(ctx, g, &f, store.New(cli), false)
+			a, err := newAgentFromFlags(ctx, g, &f, store.New(cli))
 			if err != nil {
 				return err
 			}
@@ -228,7 +228,7 @@ func newUp(g *globals) *cobra.Command {
 			}
 			defer stop()
 			defer startControllers(ctx, g, s)()
-			a, err := newAgentFromFlags(ctx, g, &f, s, false)
+			a, err := newAgentFromFlags(ctx, g, &f, s)
 			if err != nil {
 				return err
 			}
