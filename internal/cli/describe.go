@@ -146,7 +146,11 @@ func describePod(w io.Writer, p *corev1.Pod) {
 	if len(p.Status.Conditions) > 0 {
 		fmt.Fprintln(tw, "Conditions:\n  Type\tStatus")
 		for _, c := range p.Status.Conditions {
-			fmt.Fprintf(tw, "  %s\t%s\n", c.Type, c.Status)
+			if c.Reason != "" || c.Message != "" {
+				fmt.Fprintf(tw, "  %s\t%s\t%s: %s\n", c.Type, c.Status, c.Reason, c.Message)
+			} else {
+				fmt.Fprintf(tw, "  %s\t%s\n", c.Type, c.Status)
+			}
 		}
 	}
 }

@@ -4,9 +4,11 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/podnet/podnet/internal/agent"
 	"github.com/podnet/podnet/internal/api"
+	"github.com/podnet/podnet/internal/controller"
 	"github.com/podnet/podnet/internal/testutil"
 )
 
@@ -46,5 +48,29 @@ func TestGetDescribeNodes(t *testing.T) {
 	out, err = podnet(t, ep, "", "describe", "node", "n21")
 	if err != nil || !strings.Contains(out, "CIDRExhausted") || !strings.Contains(out, "cluster CIDR 10.9.0.0/23 has no free /24 for node n21 (all 2 in use)") || !strings.Contains(out, "InternalIP:") {
 		t.Fatalf("describe node n21: %v\n%s", err, out)
+	}
+	// A pod no node fits says why in `describe pod`.
+	mctx, cancel := context.WithCancel(ctx)
+	stopped := make(chan struct{})
+	go func() {
+		controller.NewManager(controller.Config{Store: s, Logger: testutil.Logger(t), Resync: 100 * time.Millisecond}).Run(mctx)
+		close(stopped)
+	}()
+	defer func() { cancel(); <-stopped }()
+	ssd := "apiVersion: v1\nkind: Pod\nmetadata: {name: ssd}\nspec:\n  nodeSelector: {disk: ssd}\n  containers: [{name: c, command: [sleep, infinity]}]\n"
+	if out, err := podnet(t, ep, ssd, "apply", "-f", "-"); err != nil {
+		t.Fatalf("apply: %v\n%s", err, out)
+	}
+	want := "Unschedulable: 0/3 nodes are available: 2 node(s) didn't match Pod's node selector, 1 node(s) were not ready."
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out, err = podnet(t, ep, "", "describe", "pod", "ssd")
+		if err == nil && strings.Contains(out, want) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("describe pod ssd: %v\n%s", err, out)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
