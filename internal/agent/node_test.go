@@ -200,6 +200,7 @@ func TestNodeLeaseSurvivesStoreOutage(t *testing.T) {
 	}
 	done := make(chan struct{})
 	go func() { reg.Lease.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
 	c.Stop(0)
 	time.Sleep(5 * time.Second)
 	select {
