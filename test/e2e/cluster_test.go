@@ -655,3 +655,25 @@ func TestClusterDeleteLeavesNothing(t *testing.T) {
 		t.Fatalf("the other cluster suffered:\n%s", out)
 	}
 }
+
+// TestClusterCreateFailureCleansUp: a create that fails midway (here the
+// control plane cannot start) removes everything it made.
+func TestClusterCreateFailureCleansUp(t *testing.T) {
+	testutil.RequireRoot(t)
+	bin := testutil.Binaries(t)
+	name := testutil.UniqueName("pn", 10)
+	r, err := cluster.NewRecord(cluster.Spec{Name: name, Nodes: 2}, t.TempDir(), filepath.Join(bin, "podnet"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Server.Args = append(r.Server.Args, "--no-such-flag")
+	var progress strings.Builder
+	err = cluster.Create(t.Context(), r, cluster.CreateOptions{Progress: &progress, Timeout: 20 * time.Second})
+	if err == nil {
+		cluster.Delete(r, nil)
+		t.Fatal("create succeeded with a broken server")
+	}
+	t.Logf("create failed as it should: %v\n%s", err, progress.String())
+	c := &localCluster{t: t, bin: bin, name: name, config: filepath.Join(t.TempDir(), "config"), parent: filepath.Dir(r.Dir)}
+	c.assertGone(nil)
+}
