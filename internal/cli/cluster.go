@@ -37,6 +37,9 @@ func newClusterCreate(g *globals) *cobra.Command {
 		Short: "Create a local cluster and make it the current one",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := requireRoot("cluster create"); err != nil {
+				return err
+			}
 			ctx, cancel := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer cancel()
 			self, err := os.Executable()
@@ -149,6 +152,9 @@ func newClusterDelete(g *globals) *cobra.Command {
 		Short: "Remove a local cluster: processes, pods, namespaces, links, files and its context entry",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := requireRoot("cluster delete"); err != nil {
+				return err
+			}
 			name, cfg, err := selectedName(g, name)
 			if err != nil {
 				return err
@@ -238,6 +244,14 @@ func newClusterExec(g *globals) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&name, "name", "", "cluster name (default: --cluster, $PODNET_CLUSTER, the current cluster)")
 	return cmd
+}
+
+// requireRoot: namespaces and their processes need root.
+func requireRoot(what string) error {
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("podnet %s needs root: it creates and removes network namespaces", what)
+	}
+	return nil
 }
 
 func exists(p string) bool { _, err := os.Stat(p); return err == nil }
