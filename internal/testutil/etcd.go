@@ -24,15 +24,33 @@ import (
 const EnvTestEtcd = "PODNET_TEST_ETCD"
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+// Ports are never handed out twice by one test binary: the kernel may give
+// a just-closed ephemeral port again, and two URLs of one etcd on the same
+// port fail with "address already in use".
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("free port: %v", err)
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for i := 0; i < 100; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("free port: %v", err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if !portsUsed[port] {
+			portsUsed[port] = true
+			return port
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatal("free port: no unused port after 100 tries")
+	return 0
 }
+
+var (
+	portsMu   sync.Mutex
+	portsUsed = map[int]bool{}
+)
 
 // EtcdConfig returns an embedded etcd configuration on free loopback ports
 // with its data in a temporary directory.
