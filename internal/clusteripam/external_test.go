@@ -13,11 +13,7 @@ import (
 // TestExternalEtcd runs the allocator tests against a 3-member cluster of
 // Debian's etcd, and allocates with one member down.
 func TestExternalEtcd(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts etcd processes")
-	}
-	testutil.EtcdBinary(t)
-	t.Setenv(testutil.EnvTestEtcd, "external")
+	testutil.UseExternalEtcd(t)
 	t.Run("AllocateConcurrentDisjoint", TestAllocateConcurrentDisjoint)
 	t.Run("AllocateExhaustReleaseReuse", TestAllocateExhaustReleaseReuse)
 	t.Run("AllocatePreferAndClaim", TestAllocatePreferAndClaim)

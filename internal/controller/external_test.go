@@ -9,11 +9,7 @@ import (
 // TestExternalEtcd runs the controller tests against a 3-member cluster of
 // Debian's etcd.
 func TestExternalEtcd(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts etcd processes")
-	}
-	testutil.EtcdBinary(t)
-	t.Setenv(testutil.EnvTestEtcd, "external")
+	testutil.UseExternalEtcd(t)
 	t.Run("LeaderElection", TestLeaderElection)
 	t.Run("Scheduler", TestScheduler)
 	t.Run("NodeLifecycle", TestNodeLifecycle)

@@ -9,11 +9,7 @@ import (
 // TestExternalEtcd runs the store tests against a 3-member cluster of
 // Debian's etcd (PODNET_TEST_ETCD=external runs every test that way).
 func TestExternalEtcd(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts etcd processes")
-	}
-	testutil.EtcdBinary(t)
-	t.Setenv(testutil.EnvTestEtcd, "external")
+	testutil.UseExternalEtcd(t)
 	t.Run("CreateGetUpdateConflict", TestCreateGetUpdateConflict)
 	t.Run("Apply", TestApply)
 	t.Run("GracefulPodDelete", TestGracefulPodDelete)

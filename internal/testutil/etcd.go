@@ -297,3 +297,15 @@ func tail(b []byte) string {
 	}
 	return string(b)
 }
+
+// UseExternalEtcd makes every testutil.Store(t) in this test (and its
+// subtests) a 3-member cluster of Debian's etcd. It skips in -short mode and
+// fails if etcd is not installed.
+func UseExternalEtcd(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts etcd processes")
+	}
+	EtcdBinary(t)
+	t.Setenv(EnvTestEtcd, "external")
+}
