@@ -18,6 +18,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"time"
 
@@ -162,11 +163,15 @@ func (a *Agent) informer(ctx context.Context) {
 			}
 			p := ev.Object.(*corev1.Pod)
 			a.mu.Lock()
-			_, had := a.pods[p.UID]
+			cur, had := a.pods[p.UID]
 			want := ev.Type != store.Deleted && a.mine(ctx, p)
-			if want {
+			switch {
+			case want && had && newer(cur, p):
+				// Our own status write already put a later version in
+				// the cache; this event is older news.
+			case want:
 				a.pods[p.UID] = p
-			} else {
+			default:
 				delete(a.pods, p.UID)
 			}
 			a.mu.Unlock()
@@ -335,6 +340,14 @@ func (a *Agent) reconcile(ctx context.Context, uid types.UID) (done bool, err er
 		return false, fmt.Errorf("pod %s: %w", name, serr)
 	}
 	return false, nil
+}
+
+// newer reports whether a's resourceVersion (an etcd revision) is later
+// than b's.
+func newer(a, b *corev1.Pod) bool {
+	ra, err1 := strconv.ParseInt(a.ResourceVersion, 10, 64)
+	rb, err2 := strconv.ParseInt(b.ResourceVersion, 10, 64)
+	return err1 == nil && err2 == nil && ra > rb
 }
 
 func terminal(ph corev1.PodPhase) bool {
