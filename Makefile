@@ -29,7 +29,7 @@ demo: deps build
 	scripts/demo.sh
 
 bench-deps:
-	@scripts/deps.sh iptables hyperfine
+	@scripts/deps.sh iptables hyperfine iperf3
 
 bench: deps bench-deps build
 	bench/run.sh

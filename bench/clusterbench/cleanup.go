@@ -1,0 +1,203 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/podnet/podnet/internal/cluster"
+	"github.com/podnet/podnet/internal/netns"
+)
+
+// Prefix starts the name of everything this benchmark names: clusters
+// (pnb<run>vx3, whose namespaces are podnet-pnb<run>vx3-…), the joining
+// nodes' namespaces (pnb<run>j<n>) and the temp dir (/tmp/pnb-cluster-…).
+const Prefix = "pnb"
+
+// cleaner runs registered undo functions in reverse order, once.
+type cleaner struct {
+	mu  sync.Mutex
+	fns []cleanupFn
+}
+
+type cleanupFn struct {
+	what string
+	fn   func() error
+}
+
+func (c *cleaner) add(what string, fn func() error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.fns = append(c.fns, cleanupFn{what, fn})
+}
+
+// run undoes everything registered so far, newest first, and reports
+// whether every step succeeded.
+func (c *cleaner) run() bool {
+	c.mu.Lock()
+	fns := c.fns
+	c.fns = nil
+	c.mu.Unlock()
+	ok := true
+	for i := len(fns) - 1; i >= 0; i-- {
+		if err := fns[i].fn(); err != nil {
+			fmt.Fprintf(os.Stderr, "cleanup: %s: %v\n", fns[i].what, err)
+			ok = false
+		}
+	}
+	return ok
+}
+
+// tempDir creates <base>/pnb-<what>-… and registers its removal.
+func (c *cleaner) tempDir(base, what string) (string, error) {
+	d, err := os.MkdirTemp(base, Prefix+"-"+what+"-")
+	if err != nil {
+		return "", err
+	}
+	c.add("remove "+d, func() error { return os.RemoveAll(d) })
+	return d, nil
+}
+
+// lockRun takes an exclusive flock on path (the same lock cnibench takes)
+// so that only one benchmark runs at a time on the machine; then anything
+// named pnb… that still exists was left by an earlier run that died.
+func lockRun(path string) (func(), error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("another benchmark holds %s: %w", path, err)
+	}
+	return func() { f.Close() }, nil
+}
+
+// Names of what a run makes; see Prefix.
+var (
+	joinNS    = regexp.MustCompile(`^` + Prefix + `[0-9a-f]{6}j[0-9]+$`)
+	clusterNS = regexp.MustCompile(`^podnet-(` + Prefix + `[0-9a-f]{6}(vx|gw)[0-9]+)-`)
+)
+
+// envFor is the environment of podnet commands acting on the clusters
+// under dir: the context file and the clusters directory there, no
+// inherited store or cluster settings.
+func envFor(dir string) []string {
+	var env []string
+	for _, e := range os.Environ() {
+		if !strings.HasPrefix(e, "PODNET_") {
+			env = append(env, e)
+		}
+	}
+	return append(env,
+		cluster.ConfigEnv+"="+filepath.Join(dir, "config"),
+		cluster.DirEnv+"="+filepath.Join(dir, "clusters"))
+}
+
+// sweepStale removes what a killed earlier run left: its clusters (through
+// `podnet cluster delete`, which needs only the names), its joining nodes'
+// namespaces and processes, and its temp dirs. Only call it holding the
+// run lock.
+func sweepStale(tmpBase, podnet string) {
+	dirs, _ := filepath.Glob(filepath.Join(tmpBase, Prefix+"-cluster-*"))
+	names := map[string]string{} // cluster → its temp dir ("" if unknown)
+	for _, d := range dirs {
+		recs, _ := filepath.Glob(filepath.Join(d, "clusters", "*", cluster.RecordFile))
+		for _, r := range recs {
+			names[filepath.Base(filepath.Dir(r))] = d
+		}
+	}
+	ents, _ := os.ReadDir(netns.Dir)
+	var joins []string
+	for _, e := range ents {
+		if m := clusterNS.FindStringSubmatch(e.Name()); m != nil {
+			if _, ok := names[m[1]]; !ok {
+				names[m[1]] = ""
+			}
+		}
+		if joinNS.MatchString(e.Name()) {
+			joins = append(joins, e.Name())
+		}
+	}
+	for name, d := range names {
+		fmt.Fprintf(os.Stderr, "bench: removing cluster %s left by an earlier run\n", name)
+		if d == "" {
+			d = tmpBase // no record: delete by the namespace names alone
+		}
+		cmd := exec.Command(podnet, "cluster", "delete", "--name", name)
+		cmd.Env = envFor(d)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "bench: podnet cluster delete --name %s: %v: %s\n", name, err, out)
+		}
+	}
+	for _, ns := range joins {
+		fmt.Fprintf(os.Stderr, "bench: removing namespace %s left by an earlier run\n", ns)
+		if _, err := (cluster.ProcessMatcher{NetNS: []string{netns.Path(ns)}}).KillAll(5 * time.Second); err != nil {
+			fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+		}
+		if err := netns.Delete(ns); err != nil {
+			fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+		}
+	}
+	for _, d := range dirs {
+		fmt.Fprintf(os.Stderr, "bench: removing %s left by an earlier run\n", d)
+		killUnder(d)
+		_ = os.RemoveAll(d)
+	}
+}
+
+// killUnder kills every podnet or iperf3 process whose command line names
+// a path under dir: the last resort when a cluster's own delete failed.
+func killUnder(dir string) (found []string) {
+	procs, _ := os.ReadDir("/proc")
+	self := os.Getpid()
+	for _, e := range procs {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == self {
+			continue
+		}
+		cmd, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err != nil || !bytes.Contains(cmd, []byte(dir+"/")) {
+			continue
+		}
+		args := strings.Split(string(bytes.TrimRight(cmd, "\x00")), "\x00")
+		if b := filepath.Base(args[0]); b != "podnet" && b != "iperf3" {
+			continue
+		}
+		found = append(found, fmt.Sprintf("process %d (%s)", pid, strings.Join(args, " ")))
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	return found
+}
+
+// leftovers lists what of this run still exists after its clean-up:
+// namespaces carrying its names and processes naming its temp dir.
+func (b *bench) leftovers() []string {
+	var out []string
+	if b.dir != "" {
+		out = append(out, killUnder(b.dir)...)
+	}
+	ents, _ := os.ReadDir(netns.Dir)
+	for _, e := range ents {
+		n := e.Name()
+		if strings.HasPrefix(n, "podnet-"+Prefix+b.runID) || strings.HasPrefix(n, Prefix+b.runID+"j") {
+			out = append(out, "namespace "+n)
+			_, _ = cluster.ProcessMatcher{NetNS: []string{netns.Path(n)}}.KillAll(5 * time.Second)
+			_ = netns.Delete(n)
+		}
+	}
+	return out
+}
+
+func lookPath(f string) (string, error) { return exec.LookPath(f) }
