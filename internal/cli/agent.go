@@ -15,6 +15,7 @@ import (
 	"github.com/podnet/podnet/internal/agent"
 	"github.com/podnet/podnet/internal/clusteripam"
 	"github.com/podnet/podnet/internal/cni"
+	"github.com/podnet/podnet/internal/netns"
 	"github.com/podnet/podnet/internal/nft"
 	"github.com/podnet/podnet/internal/resolvconf"
 	"github.com/podnet/podnet/internal/sandbox"
@@ -36,6 +37,7 @@ type agentFlags struct {
 	cniDataDir string
 	bridge     string
 	mtu        int
+	netns      string
 }
 
 func (f *agentFlags) register(cmd *cobra.Command) {
@@ -50,6 +52,7 @@ func (f *agentFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.cniDataDir, "cni-data-dir", cni.DefaultDataDir, "the CNI plugin's IPAM state directory")
 	fl.StringVar(&f.bridge, "bridge", cni.DefaultBridge, "the node's pod bridge")
 	fl.IntVar(&f.mtu, "mtu", 0, "pod interface MTU (0: the overlay's, the underlay's minus 50 with vxlan)")
+	fl.StringVar(&f.netns, "netns", "", "the named network namespace this node runs in, when it is one (a local cluster's node); empty on a real host")
 }
 
 // newAgentFromFlags registers the node, writes its CNI config, installs
@@ -80,8 +83,11 @@ func newAgentFromFlags(ctx context.Context, g *globals, f *agentFlags, s *store.
 	if err := agent.InstallPlugin(filepath.Join(filepath.Dir(self), "podnet-cni"), f.cniBinDir); err != nil {
 		return nil, err
 	}
+	if err := checkInNetNS(f.netns); err != nil {
+		return nil, err
+	}
 	stateDir := filepath.Join(f.stateDir, f.nodeName)
-	reg, err := registerNode(ctx, s, agent.NodeConfig{Name: f.nodeName, IP: f.nodeIP, PodCIDR: f.podCIDR, StateDir: stateDir, Logger: log})
+	reg, err := registerNode(ctx, s, agent.NodeConfig{Name: f.nodeName, IP: f.nodeIP, PodCIDR: f.podCIDR, StateDir: stateDir, NetNS: f.netns, Logger: log})
 	if err != nil {
 		return nil, err
 	}
@@ -135,6 +141,25 @@ func newAgentFromFlags(ctx context.Context, g *globals, f *agentFlags, s *store.
 		Logger:  log,
 		Runners: []agent.Runner{reg.Lease, ov},
 	}), nil
+}
+
+// checkInNetNS: --netns must name the namespace we run in, since `podnet
+// exec` of the node's host-network pods enters it.
+func checkInNetNS(name string) error {
+	if name == "" {
+		return nil
+	}
+	var want, have syscall.Stat_t
+	if err := syscall.Stat(netns.Path(name), &want); err != nil {
+		return fmt.Errorf("--netns %q: %w", name, err)
+	}
+	if err := syscall.Stat("/proc/self/ns/net", &have); err != nil {
+		return fmt.Errorf("--netns %q: %w", name, err)
+	}
+	if want.Dev != have.Dev || want.Ino != have.Ino {
+		return fmt.Errorf("--netns %q: this agent does not run in that network namespace", name)
+	}
+	return nil
 }
 
 // registerNode registers the node, retrying every few seconds while the

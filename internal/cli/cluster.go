@@ -32,13 +32,17 @@ func newClusterCreate(g *globals) *cobra.Command {
 	var spec cluster.Spec
 	var dir string
 	var timeout time.Duration
+	var externalEtcd bool
 	cmd := &cobra.Command{
-		Use:   "create [--name N] [--nodes 3] [--backend vxlan|host-gw] [--two-subnets]",
+		Use:   "create [--name N] [--nodes 3] [--backend vxlan|host-gw] [--two-subnets] [--external-etcd|--etcd-members N]",
 		Short: "Create a local cluster and make it the current one",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := requireRoot("cluster create"); err != nil {
 				return err
+			}
+			if externalEtcd && !cmd.Flags().Changed("etcd-members") {
+				spec.EtcdMembers = 3
 			}
 			ctx, cancel := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer cancel()
@@ -82,6 +86,8 @@ func newClusterCreate(g *globals) *cobra.Command {
 	f.StringVar(&spec.Backend, "backend", "vxlan", "overlay backend: vxlan or host-gw")
 	f.BoolVar(&spec.TwoSubnets, "two-subnets", false, "put even nodes on a second subnet (192.168.251.0/24) behind a router")
 	f.StringVar(&spec.ClusterCIDR, "cluster-cidr", "10.244.0.0/16", "the pod network, split into per-node ranges")
+	f.BoolVar(&externalEtcd, "external-etcd", false, "keep the store in an external 3-member etcd cluster (Debian's etcd, hosts etcd1..3 on the underlay) instead of the server's embedded etcd")
+	f.IntVar(&spec.EtcdMembers, "etcd-members", 0, "members of the external etcd cluster (implies --external-etcd; 0: the server's embedded etcd)")
 	f.StringVar(&dir, "dir", "", "parent of the cluster's directory (env "+cluster.DirEnv+", default "+cluster.DefaultDir+")")
 	f.DurationVar(&timeout, "timeout", 2*time.Minute, "give up (and remove what was made) after this long")
 	return cmd
@@ -210,12 +216,12 @@ func newClusterUse(g *globals) *cobra.Command {
 func newClusterExec(g *globals) *cobra.Command {
 	var name string
 	cmd := &cobra.Command{
-		Use:   "exec outside|cp|router|NODE -- CMD [ARGS...]",
+		Use:   "exec outside|cp|router|etcdN|NODE -- CMD [ARGS...]",
 		Short: "Run a command in one of the cluster's hosts (its network namespace only, like nsenter --net)",
 		Args:  cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if cmd.ArgsLenAtDash() != 1 {
-				return fmt.Errorf("usage: podnet cluster exec outside|cp|router|NODE -- CMD [ARGS...]")
+				return fmt.Errorf("usage: podnet cluster exec outside|cp|router|etcdN|NODE -- CMD [ARGS...]")
 			}
 			name, cfg, err := selectedName(g, name)
 			if err != nil {

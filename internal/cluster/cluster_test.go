@@ -3,10 +3,13 @@ package cluster
 import (
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 func TestSpecValidate(t *testing.T) {
@@ -216,5 +219,163 @@ func TestNamesDirOnlyPodnetModes(t *testing.T) {
 	m := ProcessMatcher{Dir: "/tmp/x/c"}
 	if pids := m.Find(); len(pids) != 0 {
 		t.Errorf("nothing should match: %v", pids)
+	}
+}
+
+func TestPlanExternalEtcd(t *testing.T) {
+	s := Spec{Name: "c", Nodes: 2, EtcdMembers: 3, TwoSubnets: true}
+	s.Default()
+	if err := s.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	tp := Plan(s)
+	want := []string{"podnet-c-sw", "podnet-c-sw2", "podnet-c-router", "podnet-c-cp", "podnet-c-outside",
+		"podnet-c-etcd1", "podnet-c-etcd2", "podnet-c-etcd3", "podnet-c-n1", "podnet-c-n2"}
+	if got := tp.Namespaces(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("namespaces %v, want %v", got, want)
+	}
+	eps := []string{"http://192.168.250.4:2379", "http://192.168.250.5:2379", "http://192.168.250.6:2379"}
+	if got := tp.EtcdEndpoints(); !reflect.DeepEqual(got, eps) {
+		t.Errorf("endpoints %v, want %v", got, eps)
+	}
+	for _, h := range tp.EtcdHosts() {
+		if len(h.Routes) != 1 || h.Ifaces[0].Switch != "podnet-c-sw" || !strings.HasPrefix(h.Ifaces[0].Port, "pnp-e") {
+			t.Errorf("etcd host %+v: want subnet A with a route to B", h)
+		}
+	}
+	if len(tp.Nodes()) != 2 {
+		t.Errorf("nodes %v", tp.Nodes())
+	}
+	if ns, ok := tp.Lookup("etcd2"); !ok || ns != "podnet-c-etcd2" {
+		t.Errorf("Lookup(etcd2) = %s %v", ns, ok)
+	}
+	s.TwoSubnets, s.EtcdMembers = false, 0
+	if tp = Plan(s); !reflect.DeepEqual(tp.EtcdEndpoints(), []string{"http://192.168.250.2:2379"}) {
+		t.Errorf("embedded endpoints %v", tp.EtcdEndpoints())
+	}
+	for _, n := range []int{-1, MaxEtcdMembers + 1} {
+		s.EtcdMembers = n
+		if err := s.Validate(); err == nil || !strings.Contains(err.Error(), "--etcd-members") {
+			t.Errorf("etcd members %d: %v", n, err)
+		}
+	}
+}
+
+// fakeEtcdPath puts an `etcd` in a directory of PATH for NewRecord: a
+// link to /bin/sh, so a test can also run it as a stand-in process.
+func fakeEtcdPath(t *testing.T) string {
+	bin := t.TempDir()
+	p := filepath.Join(bin, EtcdBinaryName)
+	if err := os.Symlink("/bin/sh", p); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", bin+":"+os.Getenv("PATH"))
+	return p
+}
+
+func TestNewRecordExternalEtcd(t *testing.T) {
+	etcd := fakeEtcdPath(t)
+	parent := t.TempDir()
+	r, err := NewRecord(Spec{Name: "c", Nodes: 2, EtcdMembers: 3}, parent, "/opt/podnet/podnet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	eps := "http://192.168.250.4:2379,http://192.168.250.5:2379,http://192.168.250.6:2379"
+	srv := strings.Join(r.Server.Args, " ")
+	if !strings.Contains(srv, "server --etcd-endpoints "+eps) || strings.Contains(srv, "--data-dir") {
+		t.Errorf("server args: %s", srv)
+	}
+	if r.Server.NetNS != "podnet-c-cp" {
+		t.Errorf("server netns %s", r.Server.NetNS)
+	}
+	for i, a := range r.Agents {
+		args := strings.Join(a.Args, " ")
+		if !strings.Contains(args, "--etcd-endpoints "+eps) || !strings.Contains(args, "--netns podnet-c-n"+string(rune('1'+i))) {
+			t.Errorf("agent args: %s", args)
+		}
+	}
+	if len(r.Etcd) != 3 {
+		t.Fatalf("etcd members %+v", r.Etcd)
+	}
+	m := r.Etcd[1]
+	args := strings.Join(m.Args, " ")
+	dir := filepath.Join(parent, "c", "etcd", "etcd2")
+	for _, want := range []string{
+		etcd + " --name etcd2 --data-dir " + dir + "/data",
+		"--listen-client-urls http://192.168.250.5:2379",
+		"--listen-peer-urls http://192.168.250.5:2380",
+		"--initial-cluster etcd1=http://192.168.250.4:2380,etcd2=http://192.168.250.5:2380,etcd3=http://192.168.250.6:2380",
+		"--initial-cluster-token podnet-c",
+	} {
+		if !strings.Contains(args, want) {
+			t.Errorf("member args lack %q: %s", want, args)
+		}
+	}
+	if m.NetNS != "podnet-c-etcd2" || m.Log != filepath.Join(dir, "etcd.log") || r.EtcdMember("etcd2") == nil {
+		t.Errorf("member %+v", m)
+	}
+	e := r.Entry()
+	if strings.Join(e.EtcdEndpoints, ",") != eps || e.NetNS != "podnet-c-cp" {
+		t.Errorf("context entry %+v", e)
+	}
+	if sc := r.StoreConfig(); strings.Join(sc.Endpoints, ",") != eps {
+		t.Errorf("store config %+v", sc)
+	}
+
+	// Embedded: the server holds the store; agents still get --netns.
+	r, err = NewRecord(Spec{Name: "c", Nodes: 1}, parent, "/opt/podnet/podnet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Etcd) != 0 || !strings.Contains(strings.Join(r.Server.Args, " "), "--listen-client-url http://192.168.250.2:2379") ||
+		!strings.Contains(strings.Join(r.Agents[0].Args, " "), "--netns podnet-c-n1") {
+		t.Errorf("embedded record: %+v", r)
+	}
+}
+
+func TestNewRecordNoEtcd(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	_, err := NewRecord(Spec{Name: "c", EtcdMembers: 3}, t.TempDir(), "/opt/podnet/podnet")
+	if err == nil || !strings.Contains(err.Error(), "install Debian's etcd-server") {
+		t.Fatalf("want a clear error without etcd, got %v", err)
+	}
+}
+
+// TestProcessMatcherEtcd: an etcd whose arguments point into the cluster
+// directory is the cluster's; one elsewhere is not.
+func TestProcessMatcherEtcd(t *testing.T) {
+	etcd := fakeEtcdPath(t)
+	dir := filepath.Join(t.TempDir(), "c")
+	start := func(arg string) *exec.Cmd {
+		// sh -c SCRIPT NAME: NAME stands for the data dir; "; :" keeps the
+		// shell from exec'ing sleep.
+		c := exec.Command(etcd, "-c", "sleep 30; :", arg)
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Process.Kill(); c.Wait() })
+		return c
+	}
+	mine := start(filepath.Join(dir, "etcd", "etcd1", "data"))
+	other := start(filepath.Join(t.TempDir(), "data"))
+	m := ProcessMatcher{Dir: dir}
+	var found []int
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if found = m.Find(); len(found) > 0 {
+			break
+		}
+	}
+	if !reflect.DeepEqual(found, []int{mine.Process.Pid}) {
+		t.Fatalf("found %v, want only %d (not %d)", found, mine.Process.Pid, other.Process.Pid)
+	}
+	// (It may also kill a child the shell forked, before that exec'd.)
+	if n, err := m.KillAll(5 * time.Second); err != nil || n < 1 {
+		t.Fatalf("KillAll: %d %v", n, err)
+	}
+	if pids := m.Find(); len(pids) != 0 {
+		t.Errorf("left after KillAll: %v", pids)
+	}
+	if err := other.Process.Signal(syscall.Signal(0)); err != nil {
+		t.Errorf("the other etcd was touched: %v", err)
 	}
 }

@@ -10,6 +10,14 @@
 //	                  etcd on http://192.168.250.2:2379
 //	podnet-C-outside  a client on the LAN, pneth0 192.168.250.3
 //	podnet-C-n1..n3   nodes C-n1..C-n3, pneth0 192.168.250.11..13: `podnet agent`
+//	                  (with --netns naming the node's namespace)
+//
+// With an external etcd (Spec.EtcdMembers, e.g. 3), each member is a host
+// of its own, podnet-C-etcd1..3 at 192.168.250.4..6, running Debian's
+// `etcd` (clients on :2379, peers on :2380, data in the cluster
+// directory); the control plane's `podnet server --etcd-endpoints` then
+// runs only the controllers, and every agent and the CLI get all three
+// endpoints.
 //
 // With two subnets, even nodes sit on a second switch podnet-C-sw2
 // (192.168.251.0/24, node i at 192.168.251.<10+i>), joined to the first by
@@ -23,9 +31,10 @@
 // inside the host's namespace, sharing the caller's mount namespace, with
 // logs, pid files and every directory they use under the cluster directory
 // (default /var/lib/podnet/clusters/C). Delete kills every podnet process
-// whose arguments name that directory and every process inside one of the
-// cluster's namespaces, then removes pod namespaces (from the agents'
-// on-disk records), the cluster's namespaces and the directory. It works
+// (and etcd member) whose arguments name that directory and every process
+// inside one of the cluster's namespaces, then removes pod namespaces
+// (from the agents' on-disk records), the cluster's namespaces and the
+// directory. It works
 // from the directory and the namespace names alone, so it is idempotent and
 // needs no running process.
 //

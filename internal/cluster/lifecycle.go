@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -18,6 +20,7 @@ import (
 	"github.com/podnet/podnet/internal/api"
 	"github.com/podnet/podnet/internal/netns"
 	"github.com/podnet/podnet/internal/store"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 )
@@ -28,11 +31,13 @@ const RecordFile = "cluster.json"
 // Record is everything a cluster is made of, written to its directory
 // before anything is created, so Delete can undo a partial Create.
 type Record struct {
-	Topology  Topology  `json:"topology"`
-	Dir       string    `json:"dir"`
-	Binary    string    `json:"binary"`
-	Server    Proc      `json:"server"`
-	Agents    []Proc    `json:"agents"`
+	Topology Topology `json:"topology"`
+	Dir      string   `json:"dir"`
+	Binary   string   `json:"binary"`
+	Server   Proc     `json:"server"`
+	Agents   []Proc   `json:"agents"`
+	// Etcd are the external etcd's members (none with the embedded store).
+	Etcd      []Proc    `json:"etcd,omitempty"`
 	CreatedAt time.Time `json:"createdAt"`
 }
 
@@ -40,7 +45,7 @@ type Record struct {
 func (r *Record) Entry() Entry {
 	e := Entry{
 		Name:          r.Topology.Spec.Name,
-		EtcdEndpoints: []string{r.Topology.EtcdEndpoint()},
+		EtcdEndpoints: r.Topology.EtcdEndpoints(),
 		NetNS:         r.Server.NetNS,
 		Dir:           r.Dir,
 		Backend:       r.Topology.Spec.Backend,
@@ -64,11 +69,35 @@ func (r *Record) Agent(node string) *Proc {
 // StoreConfig says how to reach the cluster's store from the caller's
 // namespace.
 func (r *Record) StoreConfig() store.ClientConfig {
-	return store.ClientConfig{Endpoints: []string{r.Topology.EtcdEndpoint()}, NetNS: r.Server.NetNS}
+	return store.ClientConfig{Endpoints: r.Topology.EtcdEndpoints(), NetNS: r.Server.NetNS}
 }
 
 // NodeDir is where a node's files live: its conflist and CNI state.
 func (r *Record) NodeDir(node string) string { return filepath.Join(r.Dir, "nodes", node) }
+
+// EtcdMember returns the named external etcd member's process, or nil.
+func (r *Record) EtcdMember(name string) *Proc {
+	for i := range r.Etcd {
+		if r.Etcd[i].Name == name {
+			return &r.Etcd[i]
+		}
+	}
+	return nil
+}
+
+// procs lists every long-running process of the cluster: the etcd
+// members, the server, the agents.
+func (r *Record) procs() []*Proc {
+	var out []*Proc
+	for i := range r.Etcd {
+		out = append(out, &r.Etcd[i])
+	}
+	out = append(out, &r.Server)
+	for i := range r.Agents {
+		out = append(out, &r.Agents[i])
+	}
+	return out
+}
 
 // AgentStateDir is the --state-dir of every agent; each keeps its pods
 // under <AgentStateDir>/<node>/pods.
@@ -99,8 +128,12 @@ func (r *Record) save() error {
 	return os.Rename(p+".tmp", p)
 }
 
+// EtcdBinaryName is the external etcd's server binary, looked up in PATH.
+const EtcdBinaryName = "etcd"
+
 // NewRecord plans a cluster: topology, directory and process command lines.
-// binary is the podnet binary; podnet-cni must sit next to it.
+// binary is the podnet binary; podnet-cni must sit next to it. An external
+// etcd (Spec.EtcdMembers) needs `etcd` in PATH.
 func NewRecord(spec Spec, parent, binary string) (*Record, error) {
 	spec.Default()
 	if err := spec.Validate(); err != nil {
@@ -116,18 +149,30 @@ func NewRecord(spec Spec, parent, binary string) (*Record, error) {
 	r := &Record{Topology: Plan(spec), Dir: filepath.Join(parent, spec.Name), Binary: binary}
 	t := &r.Topology
 	cp := t.Host(RoleControlPlane)
-	ep := t.EtcdEndpoint()
+	ep := strings.Join(t.EtcdEndpoints(), ",")
 	r.Server = Proc{
 		Name: "server", NetNS: cp.NetNS,
-		Args: []string{binary, "server",
+		Log: filepath.Join(r.Dir, "server.log"), PIDFile: filepath.Join(r.Dir, "server.pid"),
+	}
+	if spec.EtcdMembers == 0 {
+		r.Server.Args = []string{binary, "server",
 			"--data-dir", filepath.Join(r.Dir, "etcd"),
 			"--listen-client-url", ep,
 			"--listen-peer-url", "http://127.0.0.1:2380",
-			"--backend", spec.Backend,
-			"--cluster-cidr", spec.ClusterCIDR,
-		},
-		Log: filepath.Join(r.Dir, "server.log"), PIDFile: filepath.Join(r.Dir, "server.pid"),
+		}
+	} else {
+		etcd, err := exec.LookPath(EtcdBinaryName)
+		if err != nil {
+			return nil, fmt.Errorf("--etcd-members %d: no %q in PATH: install Debian's etcd-server (apt-get install etcd-server): %w", spec.EtcdMembers, EtcdBinaryName, err)
+		}
+		if etcd, err = filepath.Abs(etcd); err != nil {
+			return nil, err
+		}
+		r.Etcd = etcdProcs(r, etcd)
+		// Only the controllers: the store is the members'.
+		r.Server.Args = []string{binary, "server", "--etcd-endpoints", ep}
 	}
+	r.Server.Args = append(r.Server.Args, "--backend", spec.Backend, "--cluster-cidr", spec.ClusterCIDR)
 	for _, h := range t.Nodes() {
 		nd := r.NodeDir(h.Name)
 		r.Agents = append(r.Agents, Proc{
@@ -135,6 +180,7 @@ func NewRecord(spec Spec, parent, binary string) (*Record, error) {
 			Args: []string{binary, "agent",
 				"--node-name", h.Name,
 				"--node-ip", h.IP().String(),
+				"--netns", h.NetNS,
 				"--etcd-endpoints", ep,
 				"--state-dir", r.AgentStateDir(),
 				"--cni-conf-dir", filepath.Join(nd, "net.d"),
@@ -146,6 +192,41 @@ func NewRecord(spec Spec, parent, binary string) (*Record, error) {
 	}
 	return r, nil
 }
+
+// etcdProcs plans the external etcd's members: each in its own host on
+// the underlay, clients and peers on its address, data and log in the
+// cluster directory.
+func etcdProcs(r *Record, bin string) []Proc {
+	t := &r.Topology
+	var initial []string
+	for _, h := range t.EtcdHosts() {
+		initial = append(initial, fmt.Sprintf("%s=http://%s", h.Name, netip.AddrPortFrom(h.IP(), EtcdPeerPort)))
+	}
+	var out []Proc
+	for _, h := range t.EtcdHosts() {
+		dir := r.EtcdDir(h.Name)
+		client := fmt.Sprintf("http://%s", netip.AddrPortFrom(h.IP(), EtcdPort))
+		peer := fmt.Sprintf("http://%s", netip.AddrPortFrom(h.IP(), EtcdPeerPort))
+		out = append(out, Proc{
+			Name: h.Name, NetNS: h.NetNS,
+			Args: []string{bin,
+				"--name", h.Name,
+				"--data-dir", filepath.Join(dir, "data"),
+				"--listen-client-urls", client, "--advertise-client-urls", client,
+				"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+				"--initial-cluster", strings.Join(initial, ","),
+				"--initial-cluster-state", "new",
+				"--initial-cluster-token", "podnet-" + t.Spec.Name,
+				"--logger", "zap", "--log-outputs", "stderr",
+			},
+			Log: filepath.Join(dir, "etcd.log"), PIDFile: filepath.Join(dir, "etcd.pid"),
+		})
+	}
+	return out
+}
+
+// EtcdDir is where an external etcd member keeps its data, log and pid.
+func (r *Record) EtcdDir(member string) string { return filepath.Join(r.Dir, "etcd", member) }
 
 // CreateOptions tune Create.
 type CreateOptions struct {
@@ -192,7 +273,7 @@ func Create(ctx context.Context, r *Record, o CreateOptions) (err error) {
 		}
 	}()
 	r.CreatedAt = time.Now().UTC()
-	for _, p := range r.Agents {
+	for _, p := range r.procs() {
 		if err := os.MkdirAll(filepath.Dir(p.Log), 0o755); err != nil {
 			return err
 		}
@@ -204,7 +285,11 @@ func Create(ctx context.Context, r *Record, o CreateOptions) (err error) {
 	if t.Spec.TwoSubnets {
 		subnets = ", two subnets joined by a router"
 	}
-	fmt.Fprintf(o.Progress, "Creating cluster %q: %d nodes, backend %s%s\n", name, t.Spec.Nodes, t.Spec.Backend, subnets)
+	storeKind := "embedded etcd"
+	if len(r.Etcd) > 0 {
+		storeKind = fmt.Sprintf("external etcd of %d members", len(r.Etcd))
+	}
+	fmt.Fprintf(o.Progress, "Creating cluster %q: %d nodes, backend %s%s, %s\n", name, t.Spec.Nodes, t.Spec.Backend, subnets, storeKind)
 	start := time.Now()
 	step := func(format string, args ...any) {
 		fmt.Fprintf(o.Progress, " ✓ %-62s %5.1fs\n", fmt.Sprintf(format, args...), time.Since(start).Seconds())
@@ -219,25 +304,35 @@ func Create(ctx context.Context, r *Record, o CreateOptions) (err error) {
 	}
 	step("%d namespaces, underlay %s", len(t.Namespaces()), strings.Join(nets, " + "))
 
-	if _, err := r.Server.Start(); err != nil {
-		return err
-	}
 	cli, err := store.Connect(r.StoreConfig())
 	if err != nil {
 		return err
 	}
 	defer cli.Close()
 	s := store.New(cli)
+	if len(r.Etcd) > 0 {
+		if err := startEtcd(ctx, r, cli); err != nil {
+			return err
+		}
+		step("etcd: %d members at %s", len(r.Etcd), strings.Join(t.EtcdEndpoints(), ","))
+	}
+	if _, err := r.Server.Start(); err != nil {
+		return err
+	}
 	if err := waitFor(ctx, "control plane", func(ctx context.Context) (bool, error) {
 		if r.Server.PID() == 0 {
-			return false, fmt.Errorf("podnet server exited: %s", tail(r.Server.Log))
+			return false, fmt.Errorf("podnet server %s: %s", ended(&r.Server), tail(r.Server.Log))
 		}
 		_, ok, err := s.ClusterConfig(ctx)
 		return err == nil && ok, nil
 	}); err != nil {
 		return err
 	}
-	step("control plane %s: etcd at %s", t.Host(RoleControlPlane).NetNS, t.EtcdEndpoint())
+	if len(r.Etcd) > 0 {
+		step("control plane %s: controllers", t.Host(RoleControlPlane).NetNS)
+	} else {
+		step("control plane %s: etcd at %s", t.Host(RoleControlPlane).NetNS, t.EtcdEndpoint())
+	}
 
 	for i := range r.Agents {
 		if _, err := r.Agents[i].Start(); err != nil {
@@ -253,7 +348,7 @@ func Create(ctx context.Context, r *Record, o CreateOptions) (err error) {
 			}
 			a := r.Agent(h.Name)
 			if a.PID() == 0 {
-				return false, fmt.Errorf("agent of %s exited: %s", h.Name, tail(a.Log))
+				return false, fmt.Errorf("agent of %s %s: %s", h.Name, ended(a), tail(a.Log))
 			}
 			ok, err := nodeReady(ctx, s, nodeKind, r, h.Name)
 			if err != nil {
@@ -275,6 +370,30 @@ func Create(ctx context.Context, r *Record, o CreateOptions) (err error) {
 		return fmt.Errorf("%w; not Ready: %s", err, strings.Join(waiting, "; "))
 	}
 	return nil
+}
+
+// startEtcd starts the external etcd's members and waits until every
+// member serves with a leader elected, so a member that cannot start fails
+// the create even though the others make a quorum.
+func startEtcd(ctx context.Context, r *Record, cli *clientv3.Client) error {
+	for i := range r.Etcd {
+		if _, err := r.Etcd[i].Start(); err != nil {
+			return err
+		}
+	}
+	eps := r.Topology.EtcdEndpoints()
+	return waitFor(ctx, "etcd members", func(ctx context.Context) (bool, error) {
+		for i := range r.Etcd {
+			m := &r.Etcd[i]
+			if m.PID() == 0 {
+				return false, fmt.Errorf("etcd member %s %s: %s", m.Name, ended(m), tail(m.Log))
+			}
+			if st, err := cli.Status(ctx, eps[i]); err != nil || st.Leader == 0 {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
 }
 
 // nodeReady: the agent registered (its conflist is written after
@@ -312,6 +431,18 @@ func waitFor(ctx context.Context, what string, f func(context.Context) (bool, er
 	}
 }
 
+// ended says how a process that is no longer running ended: "exited
+// (exit status 1)", "exited (signal: killed)", or "exited".
+func ended(p *Proc) string {
+	for range 20 { // Wait may lag behind the pid file check a moment
+		if st := p.ExitStatus(); st != "" {
+			return "exited (" + st + ")"
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return "exited"
+}
+
 // tail returns the last lines of a log, for error messages.
 func tail(path string) string {
 	b, err := os.ReadFile(path)
@@ -339,7 +470,7 @@ func leftovers(r *Record) []string {
 	return out
 }
 
-var nodeNSSuffix = regexp.MustCompile(`^(sw|sw2|router|cp|outside|n[0-9]+)$`)
+var nodeNSSuffix = regexp.MustCompile(`^(sw|sw2|router|cp|outside|n[0-9]+|etcd[0-9]+)$`)
 
 // clusterNamespaces lists the namespaces that exist and belong to the named
 // cluster: exactly the names Plan gives, so cluster "a" never takes
@@ -394,8 +525,9 @@ func Delete(r *Record, k Kernel) error {
 		}
 	}
 	var errs []error
-	// Agents first, so none starts a shim while shims die; then the rest.
-	for _, p := range append([]Proc{r.Server}, r.Agents...) {
+	// The server and agents first, so none starts a shim while shims die;
+	// then the etcd members and the rest.
+	for _, p := range append(append([]Proc{r.Server}, r.Agents...), r.Etcd...) {
 		p.Kill(syscall.SIGKILL)
 	}
 	m := ProcessMatcher{NetNS: paths}
@@ -439,26 +571,36 @@ func uniq(in []string) []string {
 }
 
 // Status summarises a cluster from its processes and namespaces:
-// Running, Degraded (some agent or the server down), Stopped or Missing.
+// Running, Degraded (some agent, the server or an etcd member down, e.g.
+// "Degraded (3/3 agents, etcd 2/3 members)"), Stopped or Missing.
 func Status(r *Record) string {
 	if len(clusterNamespaces(r.Topology.Spec.Name)) == 0 {
 		return "Missing"
 	}
-	up := 0
-	for i := range r.Agents {
-		if r.Agents[i].PID() != 0 {
-			up++
+	alive := func(ps []Proc) int {
+		n := 0
+		for i := range ps {
+			if ps[i].PID() != 0 {
+				n++
+			}
 		}
+		return n
 	}
+	up, etcd := alive(r.Agents), alive(r.Etcd)
 	server := r.Server.PID() != 0
 	switch {
-	case server && up == len(r.Agents):
+	case server && up == len(r.Agents) && etcd == len(r.Etcd):
 		return "Running"
-	case !server && up == 0:
+	case !server && up == 0 && etcd == 0:
 		return "Stopped"
-	case !server:
-		return fmt.Sprintf("Degraded (server down, %d/%d agents)", up, len(r.Agents))
-	default:
-		return fmt.Sprintf("Degraded (%d/%d agents)", up, len(r.Agents))
 	}
+	var parts []string
+	if !server {
+		parts = append(parts, "server down")
+	}
+	parts = append(parts, fmt.Sprintf("%d/%d agents", up, len(r.Agents)))
+	if etcd < len(r.Etcd) {
+		parts = append(parts, fmt.Sprintf("etcd %d/%d members", etcd, len(r.Etcd)))
+	}
+	return "Degraded (" + strings.Join(parts, ", ") + ")"
 }

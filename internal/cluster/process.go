@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -24,6 +25,34 @@ type Proc struct {
 	Args    []string `json:"args"`  // argv, the binary first
 	Log     string   `json:"log"`
 	PIDFile string   `json:"pidFile"`
+	// exit learns how the process ended, if this process started it.
+	exit *exitState
+}
+
+// exitState is how a process we started ended, once it did.
+type exitState struct {
+	mu  sync.Mutex
+	err error // from Wait: "exit status 1", "signal: killed"
+	ok  bool
+}
+
+// ExitStatus says how the process ended ("exit status 1", "signal:
+// killed", "exited" if it ended cleanly) when this process started it and
+// saw it end; "" otherwise.
+func (p *Proc) ExitStatus() string {
+	if p.exit == nil {
+		return ""
+	}
+	p.exit.mu.Lock()
+	defer p.exit.mu.Unlock()
+	switch {
+	case !p.exit.ok:
+		return ""
+	case p.exit.err != nil:
+		return p.exit.err.Error()
+	default:
+		return "exited"
+	}
 }
 
 // Start launches the process detached (a session of its own, stdin from
@@ -45,8 +74,16 @@ func (p *Proc) Start() (int, error) {
 		return 0, fmt.Errorf("process %s: start in %s: %w", p.Name, p.NetNS, err)
 	}
 	pid := cmd.Process.Pid
-	// Reap it if it dies while we live; once we exit, init does.
-	go func() { _ = cmd.Wait() }()
+	// Reap it if it dies while we live (and remember how); once we exit,
+	// init does.
+	ex := &exitState{}
+	p.exit = ex
+	go func() {
+		err := cmd.Wait()
+		ex.mu.Lock()
+		ex.err, ex.ok = err, true
+		ex.mu.Unlock()
+	}()
 	if err := os.WriteFile(p.PIDFile, []byte(strconv.Itoa(pid)+"\n"), 0o644); err != nil {
 		_ = cmd.Process.Kill()
 		return 0, fmt.Errorf("process %s: pid file: %w", p.Name, err)
@@ -126,7 +163,8 @@ func netnsInode(path string) (uint64, error) {
 
 // ProcessMatcher selects the processes that belong to a cluster.
 type ProcessMatcher struct {
-	// Dir: a podnet process with an argument naming a path under Dir.
+	// Dir: a podnet server, agent or shim, or an etcd, with an argument
+	// naming a path under Dir.
 	Dir string
 	// NetNS: a process whose network namespace is one of these (paths).
 	NetNS []string
@@ -164,21 +202,30 @@ func (m ProcessMatcher) Find() []int {
 	return pids
 }
 
-// namesDir: the process is `podnet server|agent|shim ...` with an argument
-// under Dir. Only podnet's own long-running modes match, so a shell or an
-// editor with the path in its arguments is never touched.
+// namesDir: the process is `podnet server|agent|shim ...` or an external
+// etcd member (`etcd ...`) with an argument under Dir. Only these
+// long-running processes match, so a shell or an editor with the path in
+// its arguments is never touched.
 func (m ProcessMatcher) namesDir(pid int) bool {
 	args, err := cmdline(pid)
-	if err != nil || len(args) < 2 || filepath.Base(args[0]) != "podnet" {
+	if err != nil || len(args) < 2 {
 		return false
 	}
-	switch args[1] {
-	case "server", "agent", "shim":
+	first := 1
+	switch filepath.Base(args[0]) {
+	case "podnet":
+		switch args[1] {
+		case "server", "agent", "shim":
+			first = 2
+		default:
+			return false
+		}
+	case EtcdBinaryName:
 	default:
 		return false
 	}
 	dir := filepath.Clean(m.Dir) + "/"
-	for _, a := range args[2:] {
+	for _, a := range args[first:] {
 		if _, v, ok := strings.Cut(a, "="); ok && strings.HasPrefix(a, "--") {
 			a = v
 		}

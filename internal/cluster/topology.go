@@ -15,14 +15,23 @@ type Spec struct {
 	Backend     string `json:"backend"`
 	TwoSubnets  bool   `json:"twoSubnets,omitempty"`
 	ClusterCIDR string `json:"clusterCIDR"`
+	// EtcdMembers, if not 0, puts the store in an external etcd cluster of
+	// that many members (Debian's etcd, one host each) instead of the
+	// server's embedded etcd; the server then runs only the controllers.
+	EtcdMembers int `json:"etcdMembers,omitempty"`
 }
 
 // Limits of a Spec.
 const (
 	MaxNodes   = 200
 	maxNameLen = 24
-	// EtcdPort is the control plane's etcd client port on the underlay.
+	// MaxEtcdMembers bounds Spec.EtcdMembers.
+	MaxEtcdMembers = 5
+	// EtcdPort is the etcd client port on the underlay (the control
+	// plane's, or each external member's).
 	EtcdPort = 2379
+	// EtcdPeerPort is an external member's peer port.
+	EtcdPeerPort = 2380
 )
 
 // Roles of hosts.
@@ -31,6 +40,8 @@ const (
 	RoleOutside      = "outside"
 	RoleRouter       = "router"
 	RoleNode         = "node"
+	// RoleEtcd is a member of an external etcd cluster.
+	RoleEtcd = "etcd"
 )
 
 // Names inside every host and switch.
@@ -74,6 +85,9 @@ func (s *Spec) Validate() error {
 	}
 	if p, err := netip.ParsePrefix(s.ClusterCIDR); err != nil || p.Masked() != p || p.Bits() > 22 {
 		return fmt.Errorf("--cluster-cidr %q: want a network CIDR of /22 or larger", s.ClusterCIDR)
+	}
+	if s.EtcdMembers < 0 || s.EtcdMembers > MaxEtcdMembers {
+		return fmt.Errorf("--etcd-members %d: want 1 to %d (or 0: the server's embedded etcd)", s.EtcdMembers, MaxEtcdMembers)
 	}
 	return nil
 }
@@ -122,6 +136,10 @@ type Topology struct {
 
 // NetNSPrefix is the prefix of every namespace of the named cluster.
 func NetNSPrefix(cluster string) string { return "podnet-" + cluster + "-" }
+
+// EtcdMemberName is the name of an external etcd's i-th member (from 1),
+// also its host's name.
+func EtcdMemberName(i int) string { return fmt.Sprintf("etcd%d", i) }
 
 // NodeName is the name of the cluster's i-th node (from 1).
 func NodeName(cluster string, i int) string { return fmt.Sprintf("%s-n%d", cluster, i) }
@@ -175,6 +193,11 @@ func Plan(s Spec) Topology {
 			Ifaces: []Iface{{Name: UplinkName, Switch: swA.NetNS, Port: "pnp-out", Addr: hostAddr(subnetA, 3)}},
 			Routes: toB()},
 	)
+	for i := 1; i <= s.EtcdMembers; i++ {
+		t.Hosts = append(t.Hosts, Host{Role: RoleEtcd, Name: EtcdMemberName(i), NetNS: pre + EtcdMemberName(i),
+			Ifaces: []Iface{{Name: UplinkName, Switch: swA.NetNS, Port: fmt.Sprintf("pnp-e%d", i), Addr: hostAddr(subnetA, 3+i)}},
+			Routes: toB()})
+	}
 	for i := 1; i <= s.Nodes; i++ {
 		h := Host{Role: RoleNode, Name: NodeName(s.Name, i), NetNS: fmt.Sprintf("%sn%d", pre, i)}
 		port := fmt.Sprintf("pnp-n%d", i)
@@ -223,9 +246,36 @@ func (t *Topology) Nodes() []Host {
 	return out
 }
 
-// EtcdEndpoint is the control plane's etcd client URL on the underlay.
+// EtcdEndpoint is the control plane's etcd client URL on the underlay
+// (where the server's embedded etcd listens).
 func (t *Topology) EtcdEndpoint() string {
 	return fmt.Sprintf("http://%s", netip.AddrPortFrom(t.Host(RoleControlPlane).IP(), EtcdPort))
+}
+
+// EtcdHosts returns the external etcd members' hosts in order (none with
+// the embedded store).
+func (t *Topology) EtcdHosts() []Host {
+	var out []Host
+	for _, h := range t.Hosts {
+		if h.Role == RoleEtcd {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// EtcdEndpoints are the client URLs of the cluster's store: every
+// external member's, else the control plane's embedded etcd.
+func (t *Topology) EtcdEndpoints() []string {
+	hs := t.EtcdHosts()
+	if len(hs) == 0 {
+		return []string{t.EtcdEndpoint()}
+	}
+	var out []string
+	for _, h := range hs {
+		out = append(out, fmt.Sprintf("http://%s", netip.AddrPortFrom(h.IP(), EtcdPort)))
+	}
+	return out
 }
 
 // Lookup finds a host by role, node name, short node name ("n2") or

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/podnet/podnet/internal/api"
 	"github.com/podnet/podnet/internal/cluster"
 	"github.com/podnet/podnet/internal/netns"
 	"github.com/podnet/podnet/internal/sandbox"
@@ -54,6 +55,8 @@ type clusterOpts struct {
 	nodes      int
 	backend    string
 	twoSubnets bool
+	// externalEtcd: the store is a 3-member Debian etcd cluster.
+	externalEtcd bool
 	// allowFail: return the failed cluster (rec nil) instead of failing.
 	allowFail bool
 }
@@ -72,6 +75,10 @@ func newLocalCluster(t *testing.T, o clusterOpts) (*localCluster, string, error)
 	if o.twoSubnets {
 		args = append(args, "--two-subnets")
 	}
+	if o.externalEtcd {
+		testutil.EtcdBinary(t) // skips without Debian's etcd-server
+		args = append(args, "--external-etcd")
+	}
 	t.Cleanup(c.delete)
 	start := time.Now()
 	out, err := c.podnet(args...)
@@ -81,7 +88,7 @@ func newLocalCluster(t *testing.T, o clusterOpts) (*localCluster, string, error)
 		}
 		t.Fatalf("podnet %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
-	t.Logf("cluster %s (%d nodes, %s) created in %s", c.name, o.nodes, o.backend, time.Since(start).Round(time.Millisecond))
+	t.Logf("cluster %s (%d nodes, %s, external etcd %v) created in %s", c.name, o.nodes, o.backend, o.externalEtcd, time.Since(start).Round(time.Millisecond))
 	c.rec, err = cluster.LoadRecord(filepath.Join(c.parent, c.name))
 	if err != nil {
 		t.Fatal(err)
@@ -154,14 +161,15 @@ func (c *localCluster) podNamespaces() []string {
 // delete removes the cluster and checks that nothing of it is left.
 func (c *localCluster) delete() {
 	t := c.t
-	if t.Failed() {
-		for _, p := range append([]string{"server"}, nodeNames(c)...) {
-			log := filepath.Join(c.parent, c.name, "server.log")
-			if p != "server" {
-				log = filepath.Join(c.parent, c.name, "nodes", p, "agent.log")
+	if t.Failed() && c.rec != nil {
+		for _, p := range c.rec.Etcd {
+			if b, err := os.ReadFile(p.Log); err == nil {
+				t.Logf("---- %s log:\n%s", p.Name, lastLines(string(b), 20))
 			}
-			if b, err := os.ReadFile(log); err == nil {
-				t.Logf("---- %s log:\n%s", p, lastLines(string(b), 40))
+		}
+		for _, p := range append([]cluster.Proc{c.rec.Server}, c.rec.Agents...) {
+			if b, err := os.ReadFile(p.Log); err == nil {
+				t.Logf("---- %s log:\n%s", p.Name, lastLines(string(b), 40))
 			}
 		}
 	}
@@ -170,17 +178,6 @@ func (c *localCluster) delete() {
 		t.Errorf("cluster delete: %v\n%s", err, out)
 	}
 	c.assertGone(pods)
-}
-
-func nodeNames(c *localCluster) []string {
-	if c.rec == nil {
-		return nil
-	}
-	var out []string
-	for _, h := range c.rec.Topology.Nodes() {
-		out = append(out, h.Name)
-	}
-	return out
 }
 
 func lastLines(s string, n int) string {
@@ -214,6 +211,7 @@ func (c *localCluster) assertGone(pods []string) {
 	if exists(dir) {
 		t.Errorf("left behind: %s", dir)
 	}
+	// podnet processes and etcd members pointing into the directory.
 	if pids := (cluster.ProcessMatcher{Dir: dir}).Find(); len(pids) > 0 {
 		t.Errorf("left behind: processes %v", pids)
 	}
@@ -240,52 +238,87 @@ func TestClusterDatapath(t *testing.T) {
 	for _, backend := range []string{"vxlan", "host-gw"} {
 		t.Run(backend, func(t *testing.T) {
 			c, _, _ := newLocalCluster(t, clusterOpts{nodes: 3, backend: backend})
-			echo := filepath.Join(c.bin, "podnet")
-			web := c.run("web", 1, nil, echo, "echo-server", "--listen", ":8080", "--name", "web")
-			client := c.run("client", 2, nil, "sleep", "infinity")
-			// sink answers with the byte count it received; bulk sends 1 MB.
-			sink := c.run("sink", 3, nil, "socat", "TCP-LISTEN:9000,reuseaddr,fork", "SYSTEM:wc -c")
-			bulk := c.run("bulk", 3, nil, "socat", "TCP-LISTEN:9001,reuseaddr,fork", "SYSTEM:head -c 1048576 /dev/zero")
-			for _, p := range []*corev1.Pod{web, client, sink, bulk} {
-				if p.Status.PodIP == "" {
-					t.Fatalf("pod %s has no IP", p.Name)
-				}
-			}
-			if web.Spec.NodeName == client.Spec.NodeName {
-				t.Fatalf("web and client on one node")
-			}
-
-			t.Run("ping both ways", func(t *testing.T) {
-				c.pingable("client", web.Status.PodIP)
-				check(t)(c.podnet("exec", "web", "--", "ping", "-c1", "-W2", client.Status.PodIP))
-				check(t)(c.podnet("exec", "client", "--", "ping", "-c1", "-W2", sink.Status.PodIP))
-			})
-			t.Run("TCP: the receiver sees the sender's pod IP", func(t *testing.T) {
-				out := check(t)(c.podnet("exec", "client", "--", "curl", "-sS", "-m5", "http://"+web.Status.PodIP+":8080/x"))
-				if !strings.Contains(out, "client: "+client.Status.PodIP+"\n") {
-					t.Fatalf("web saw another address than the client's %s:\n%s", client.Status.PodIP, out)
-				}
-			})
-			t.Run("1 MB across nodes, full-size packets with DF", func(t *testing.T) {
-				out := check(t)(c.podnet("exec", "client", "--", "sh", "-c",
-					"socat -u TCP:"+bulk.Status.PodIP+":9001 - | wc -c"))
-				if strings.TrimSpace(out) != "1048576" {
-					t.Fatalf("received %q bytes, want 1048576", strings.TrimSpace(out))
-				}
-				out = check(t)(c.podnet("exec", "client", "--", "sh", "-c",
-					"head -c 1048576 /dev/zero | socat -t5 - TCP:"+sink.Status.PodIP+":9000"))
-				if strings.TrimSpace(out) != "1048576" {
-					t.Fatalf("sink received %q bytes, want 1048576", strings.TrimSpace(out))
-				}
-				mtu := podMTU(t, c, "client")
-				// ping -M do sets DF; the payload fills the pod's MTU.
-				check(t)(c.podnet("exec", "client", "--", "ping", "-c2", "-W2", "-M", "do", "-s", strconv.Itoa(mtu-28), sink.Status.PodIP))
-				if out, err := c.podnet("exec", "client", "--", "ping", "-c1", "-W1", "-M", "do", "-s", strconv.Itoa(mtu-27), sink.Status.PodIP); err == nil {
-					t.Errorf("a packet over the pod MTU %d with DF passed:\n%s", mtu, out)
-				}
-			})
+			checkDatapath(t, c)
 		})
 	}
+}
+
+// checkDatapath runs the datapath checks on a cluster of 3 nodes or more:
+// ping both ways, TCP keeping the sender's pod IP, 1 MB each way and
+// full-size DF packets between pods on different nodes, and a host-network
+// pod's exec entering its node's namespace through the Node's annotation.
+func checkDatapath(t *testing.T, c *localCluster) {
+	echo := filepath.Join(c.bin, "podnet")
+	web := c.run("web", 1, nil, echo, "echo-server", "--listen", ":8080", "--name", "web")
+	client := c.run("client", 2, nil, "sleep", "infinity")
+	// sink answers with the byte count it received; bulk sends 1 MB.
+	sink := c.run("sink", 3, nil, "socat", "TCP-LISTEN:9000,reuseaddr,fork", "SYSTEM:wc -c")
+	bulk := c.run("bulk", 3, nil, "socat", "TCP-LISTEN:9001,reuseaddr,fork", "SYSTEM:head -c 1048576 /dev/zero")
+	for _, p := range []*corev1.Pod{web, client, sink, bulk} {
+		if p.Status.PodIP == "" {
+			t.Fatalf("pod %s has no IP", p.Name)
+		}
+	}
+	if web.Spec.NodeName == client.Spec.NodeName {
+		t.Fatalf("web and client on one node")
+	}
+
+	t.Run("ping both ways", func(t *testing.T) {
+		c.pingable("client", web.Status.PodIP)
+		check(t)(c.podnet("exec", "web", "--", "ping", "-c1", "-W2", client.Status.PodIP))
+		check(t)(c.podnet("exec", "client", "--", "ping", "-c1", "-W2", sink.Status.PodIP))
+	})
+	t.Run("TCP: the receiver sees the sender's pod IP", func(t *testing.T) {
+		out := check(t)(c.podnet("exec", "client", "--", "curl", "-sS", "-m5", "http://"+web.Status.PodIP+":8080/x"))
+		if !strings.Contains(out, "client: "+client.Status.PodIP+"\n") {
+			t.Fatalf("web saw another address than the client's %s:\n%s", client.Status.PodIP, out)
+		}
+	})
+	t.Run("1 MB across nodes, full-size packets with DF", func(t *testing.T) {
+		out := check(t)(c.podnet("exec", "client", "--", "sh", "-c",
+			"socat -u TCP:"+bulk.Status.PodIP+":9001 - | wc -c"))
+		if strings.TrimSpace(out) != "1048576" {
+			t.Fatalf("received %q bytes, want 1048576", strings.TrimSpace(out))
+		}
+		out = check(t)(c.podnet("exec", "client", "--", "sh", "-c",
+			"head -c 1048576 /dev/zero | socat -t5 - TCP:"+sink.Status.PodIP+":9000"))
+		if strings.TrimSpace(out) != "1048576" {
+			t.Fatalf("sink received %q bytes, want 1048576", strings.TrimSpace(out))
+		}
+		mtu := podMTU(t, c, "client")
+		// ping -M do sets DF; the payload fills the pod's MTU.
+		check(t)(c.podnet("exec", "client", "--", "ping", "-c2", "-W2", "-M", "do", "-s", strconv.Itoa(mtu-28), sink.Status.PodIP))
+		if out, err := c.podnet("exec", "client", "--", "ping", "-c1", "-W1", "-M", "do", "-s", strconv.Itoa(mtu-27), sink.Status.PodIP); err == nil {
+			t.Errorf("a packet over the pod MTU %d with DF passed:\n%s", mtu, out)
+		}
+	})
+	t.Run("host-network pod: exec enters the node's namespace named by the Node", func(t *testing.T) {
+		n := c.node(2)
+		var node corev1.Node
+		if err := json.Unmarshal([]byte(c.must("get", "node", n.Name, "-o", "json")), &node); err != nil {
+			t.Fatal(err)
+		}
+		if got := node.Annotations[api.AnnotationNetNS]; got != n.NetNS {
+			t.Fatalf("node %s: annotation %s = %q, want %q", n.Name, api.AnnotationNetNS, got, n.NetNS)
+		}
+		c.run("hostpod", 2, []string{"--network", "host"}, "sleep", "infinity")
+		// A context entry without the node list (as for a cluster of real
+		// hosts): only the Node's annotation says where the node runs.
+		bare := filepath.Join(t.TempDir(), "config")
+		if err := cluster.UpdateConfig(bare, func(cfg *cluster.Config) error {
+			cfg.Put(cluster.Entry{Name: c.name, EtcdEndpoints: c.rec.Topology.EtcdEndpoints(), NetNS: c.rec.Server.NetNS})
+			cfg.CurrentCluster = c.name
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(filepath.Join(c.bin, "podnet"), "exec", "hostpod", "--", "ip", "-o", "addr")
+		cmd.Env = append(c.env(), cluster.ConfigEnv+"="+bare)
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), " "+n.IP().String()+"/") {
+			t.Fatalf("exec of a host-network pod must run in %s (%s): %v\n%s", n.NetNS, n.IP(), err, out)
+		}
+	})
 }
 
 func podMTU(t *testing.T, c *localCluster, pod string) int {
@@ -546,15 +579,37 @@ func TestClusterStoreOutage(t *testing.T) {
 		t.Skip("30s outage")
 	}
 	c, _, _ := newLocalCluster(t, clusterOpts{nodes: 3, backend: "vxlan"})
-	web := c.run("web", 1, nil, filepath.Join(c.bin, "podnet"), "echo-server", "--listen", ":8080", "--name", "web")
-	echo := c.run("echo", 1, nil, "socat", "TCP-LISTEN:9000,reuseaddr,fork", "EXEC:cat")
-	c.run("client", 2, nil, "sleep", "infinity")
-	c.pingable("client", web.Status.PodIP)
-	k := c.dial("client", echo.Status.PodIP+":9000")
+	checkStoreOutage(t, c, "", 30*time.Second)
+}
+
+// storeProcs are the processes holding the cluster's store: the server
+// (embedded etcd) or every external etcd member.
+func (c *localCluster) storeProcs() []*cluster.Proc {
+	if len(c.rec.Etcd) == 0 {
+		return []*cluster.Proc{&c.rec.Server}
+	}
+	var out []*cluster.Proc
+	for i := range c.rec.Etcd {
+		out = append(out, &c.rec.Etcd[i])
+	}
+	return out
+}
+
+// checkStoreOutage stops the whole store for outage. Pods (named with
+// prefix) keep talking across nodes throughout, by new connections and a
+// long-lived one; no agent dies (nor, with an external etcd, the server);
+// after the store is back agents reconnect on their own, every node is
+// Ready and a pod created afterwards on each node is reachable.
+func checkStoreOutage(t *testing.T, c *localCluster, prefix string, outage time.Duration) {
+	web := c.run(prefix+"web", 1, nil, filepath.Join(c.bin, "podnet"), "echo-server", "--listen", ":8080", "--name", "web")
+	echo := c.run(prefix+"echo", 1, nil, "socat", "TCP-LISTEN:9000,reuseaddr,fork", "EXEC:cat")
+	c.run(prefix+"client", 2, nil, "sleep", "infinity")
+	c.pingable(prefix+"client", web.Status.PodIP)
+	k := c.dial(prefix+"client", echo.Status.PodIP+":9000")
 	k.roundTrip(t, "before")
 	// talk opens a new connection; k is the long-lived one. `podnet exec`
 	// needs the store, so it enters the pod's namespace directly.
-	clientNS := netns.Path(sandbox.NetNSName(c.pod("client").UID))
+	clientNS := netns.Path(sandbox.NetNSName(c.pod(prefix + "client").UID))
 	talk := func(what string) {
 		t.Helper()
 		out, err := inNS(clientNS, "curl", "-sS", "-m3", "http://"+web.Status.PodIP+":8080/"+what)
@@ -564,15 +619,26 @@ func TestClusterStoreOutage(t *testing.T) {
 	}
 	talk("before")
 
-	srv := &c.rec.Server
-	if pid := srv.PID(); pid == 0 {
-		t.Fatal("server not running")
-	} else if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
-		t.Fatal(err)
+	store := c.storeProcs()
+	stopping := time.Now()
+	for _, p := range store {
+		if pid := p.PID(); pid == 0 {
+			t.Fatalf("%s not running", p.Name)
+		} else if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
 	}
-	eventually(t, "server stopped", 20*time.Second, func() (bool, string) { return srv.PID() == 0, "" })
+	eventually(t, "store stopped", 20*time.Second, func() (bool, string) {
+		for _, p := range store {
+			if p.PID() != 0 {
+				return false, p.Name + " still running"
+			}
+		}
+		return true, ""
+	})
 	stopped := time.Now()
-	for time.Since(stopped) < 30*time.Second {
+	t.Logf("store stopped in %s", stopped.Sub(stopping).Round(time.Millisecond))
+	for time.Since(stopped) < outage {
 		what := fmt.Sprintf("outage-%ds", int(time.Since(stopped).Seconds()))
 		talk(what)
 		k.roundTrip(t, what)
@@ -581,24 +647,37 @@ func TestClusterStoreOutage(t *testing.T) {
 				t.Fatalf("agent of %s died during the outage", n.Name)
 			}
 		}
+		if len(c.rec.Etcd) > 0 && c.rec.Server.PID() == 0 {
+			t.Fatalf("the server died while its external etcd was down")
+		}
 		time.Sleep(2 * time.Second)
 	}
-	if _, err := srv.Start(); err != nil {
-		t.Fatal(err)
+	for _, p := range store {
+		if _, err := p.Start(); err != nil {
+			t.Fatal(err)
+		}
 	}
+	back := time.Now()
+	nodes := len(c.rec.Topology.Nodes())
 	eventually(t, "store back and every node Ready", 60*time.Second, func() (bool, string) {
 		out, err := c.podnet("get", "nodes")
-		return err == nil && strings.Count(out, " Ready ") == 3, out
+		return err == nil && strings.Count(out, " Ready ") == nodes, out
 	})
+	t.Logf("store back after %s outage: every node Ready %s after the restart", outage, time.Since(back).Round(time.Millisecond))
 	talk("after")
 	k.roundTrip(t, "after")
-	// A change after the outage reaches the datapath: a new pod on n3,
-	// reached from n2.
-	late := c.run("late", 3, nil, filepath.Join(c.bin, "podnet"), "echo-server", "--listen", ":8080", "--name", "late")
-	c.pingable("client", late.Status.PodIP)
-	out := check(t)(c.podnet("exec", "client", "--", "curl", "-sS", "-m5", "http://"+late.Status.PodIP+":8080/"))
-	if !strings.Contains(out, "hello from late") {
-		t.Fatalf("late pod: %s", out)
+	// Every agent reconnected and changes after the outage reach the
+	// datapath: a new pod on each node (its agent must see it), reached
+	// from n2.
+	for i := 1; i <= nodes; i++ {
+		name := fmt.Sprintf("late%d", i)
+		late := c.run(prefix+name, i, nil, filepath.Join(c.bin, "podnet"), "echo-server", "--listen", ":8080", "--name", name)
+		c.pingable(prefix+"client", late.Status.PodIP)
+		// The server may take a moment to listen after the pod runs.
+		eventually(t, "pod "+name+" created after the outage on "+c.node(i).Name+" answers", 10*time.Second, func() (bool, string) {
+			out, err := c.podnet("exec", prefix+"client", "--", "curl", "-sS", "-m5", "http://"+late.Status.PodIP+":8080/")
+			return err == nil && strings.Contains(out, "hello from "+name), out
+		})
 	}
 }
 
