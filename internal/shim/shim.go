@@ -38,6 +38,7 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 )
 
@@ -241,6 +242,17 @@ func (s *supervisor) runOnce(ctx context.Context) (term *Termination, stopped bo
 
 	done := make(chan *os.ProcessState, 1)
 	go func() {
+		// Wait for the exit without reaping: while the main process is a
+		// zombie its pid, and so its process group id, cannot be reused,
+		// so killing the rest of the group can never hit a stranger
+		// (a new process that happens to get the same pid).
+		var info unix.Siginfo
+		for {
+			if err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT, nil); err != unix.EINTR {
+				break
+			}
+		}
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
 		_ = cmd.Wait()
 		done <- cmd.ProcessState
 	}()
@@ -259,8 +271,7 @@ func (s *supervisor) runOnce(ctx context.Context) (term *Termination, stopped bo
 			ps = <-done
 		}
 	}
-	// The main process is gone; so must be the rest of its group.
-	_ = syscall.Kill(-pid, syscall.SIGKILL)
+	// The rest of its group was killed before the main process was reaped.
 	return terminationOf(ps, start), stopped
 }
 
