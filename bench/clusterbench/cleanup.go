@@ -133,7 +133,15 @@ func sweepStale(tmpBase, podnet string) {
 	for name, d := range names {
 		fmt.Fprintf(os.Stderr, "bench: removing cluster %s left by an earlier run\n", name)
 		if d == "" {
-			d = tmpBase // no record: delete by the namespace names alone
+			// No record: delete by the namespace names alone, with a
+			// scratch context file.
+			scratch, err := os.MkdirTemp(tmpBase, Prefix+"-sweep-")
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+				continue
+			}
+			defer os.RemoveAll(scratch)
+			d = scratch
 		}
 		cmd := exec.Command(podnet, "cluster", "delete", "--name", name)
 		cmd.Env = envFor(d)
