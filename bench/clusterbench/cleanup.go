@@ -1,18 +1,16 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strconv"
+	"slices"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
 
+	"github.com/podnet/podnet/bench/internal/benchutil"
 	"github.com/podnet/podnet/internal/cluster"
 	"github.com/podnet/podnet/internal/netns"
 )
@@ -20,69 +18,7 @@ import (
 // Prefix starts the name of everything this benchmark names: clusters
 // (pnb<run>vx3, whose namespaces are podnet-pnb<run>vx3-…), the joining
 // nodes' namespaces (pnb<run>j<n>) and the temp dir (/tmp/pnb-cluster-…).
-const Prefix = "pnb"
-
-// cleaner runs registered undo functions in reverse order, once.
-type cleaner struct {
-	mu  sync.Mutex
-	fns []cleanupFn
-}
-
-type cleanupFn struct {
-	what string
-	fn   func() error
-}
-
-func (c *cleaner) add(what string, fn func() error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.fns = append(c.fns, cleanupFn{what, fn})
-}
-
-// run undoes everything registered so far, newest first, and reports
-// whether every step succeeded.
-func (c *cleaner) run() bool {
-	c.mu.Lock()
-	fns := c.fns
-	c.fns = nil
-	c.mu.Unlock()
-	ok := true
-	for i := len(fns) - 1; i >= 0; i-- {
-		if err := fns[i].fn(); err != nil {
-			fmt.Fprintf(os.Stderr, "cleanup: %s: %v\n", fns[i].what, err)
-			ok = false
-		}
-	}
-	return ok
-}
-
-// tempDir creates <base>/pnb-<what>-… and registers its removal.
-func (c *cleaner) tempDir(base, what string) (string, error) {
-	d, err := os.MkdirTemp(base, Prefix+"-"+what+"-")
-	if err != nil {
-		return "", err
-	}
-	c.add("remove "+d, func() error { return os.RemoveAll(d) })
-	return d, nil
-}
-
-// lockRun takes an exclusive flock on path (the same lock cnibench takes)
-// so that only one benchmark runs at a time on the machine; then anything
-// named pnb… that still exists was left by an earlier run that died.
-func lockRun(path string) (func(), error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, err
-	}
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("another benchmark holds %s: %w", path, err)
-	}
-	return func() { f.Close() }, nil
-}
+const Prefix = benchutil.Prefix
 
 // Names of what a run makes; see Prefix.
 var (
@@ -94,13 +30,7 @@ var (
 // under dir: the context file and the clusters directory there, no
 // inherited store or cluster settings.
 func envFor(dir string) []string {
-	var env []string
-	for _, e := range os.Environ() {
-		if !strings.HasPrefix(e, "PODNET_") {
-			env = append(env, e)
-		}
-	}
-	return append(env,
+	return append(benchutil.Environ(),
 		cluster.ConfigEnv+"="+filepath.Join(dir, "config"),
 		cluster.DirEnv+"="+filepath.Join(dir, "clusters"))
 }
@@ -167,26 +97,13 @@ func sweepStale(tmpBase, podnet string) {
 
 // killUnder kills every podnet or iperf3 process whose command line names
 // a path under dir: the last resort when a cluster's own delete failed.
-func killUnder(dir string) (found []string) {
-	procs, _ := os.ReadDir("/proc")
-	self := os.Getpid()
-	for _, e := range procs {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == self {
-			continue
-		}
-		cmd, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-		if err != nil || !bytes.Contains(cmd, []byte(dir+"/")) {
-			continue
-		}
-		args := strings.Split(string(bytes.TrimRight(cmd, "\x00")), "\x00")
+func killUnder(dir string) []string {
+	return benchutil.KillProcesses(func(args []string) bool {
 		if b := filepath.Base(args[0]); b != "podnet" && b != "iperf3" {
-			continue
+			return false
 		}
-		found = append(found, fmt.Sprintf("process %d (%s)", pid, strings.Join(args, " ")))
-		_ = syscall.Kill(pid, syscall.SIGKILL)
-	}
-	return found
+		return slices.ContainsFunc(args, func(a string) bool { return strings.Contains(a, dir+"/") })
+	})
 }
 
 // leftovers lists what of this run still exists after its clean-up:

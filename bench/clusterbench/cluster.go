@@ -45,7 +45,7 @@ func (b *bench) podnet(ctx context.Context, timeout time.Duration, args ...strin
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var out bytes.Buffer
-	cmd := exec.CommandContext(ctx, filepath.Join(b.o.podnetBin, "podnet"), args...)
+	cmd := exec.CommandContext(ctx, filepath.Join(b.o.PodnetBin, "podnet"), args...)
 	cmd.Env = envFor(b.dir)
 	cmd.Stdout, cmd.Stderr = &out, &out
 	t0 := time.Now()
@@ -63,14 +63,14 @@ func (b *bench) podnet(ctx context.Context, timeout time.Duration, args ...strin
 // removes it.
 func (b *bench) create(ctx context.Context, name string, nodes int, backend string) (*clusterRun, error) {
 	cr := &clusterRun{name: name, backend: backend, nodes: nodes}
-	b.c.add("cluster "+name, func() error {
+	b.c.Add("cluster "+name, func() error {
 		if cr.deleted {
 			return nil
 		}
 		return b.delete(cr)
 	})
 	fmt.Fprintf(os.Stderr, "clusterbench: podnet cluster create --name %s --nodes %d --backend %s\n", name, nodes, backend)
-	cmd := exec.CommandContext(ctx, filepath.Join(b.o.podnetBin, "podnet"), "cluster", "create",
+	cmd := exec.CommandContext(ctx, filepath.Join(b.o.PodnetBin, "podnet"), "cluster", "create",
 		"--name", name, "--nodes", fmt.Sprint(nodes), "--backend", backend)
 	cmd.Env = envFor(b.dir)
 	pr, pw := io.Pipe()

@@ -22,37 +22,28 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"flag"
 	"fmt"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"runtime"
 	"strings"
-	"syscall"
 
-	"golang.org/x/sys/unix"
+	"github.com/podnet/podnet/bench/internal/benchutil"
 )
 
 type options struct {
-	podnetBin string
-	tmp       string
-	lock      string
-	secs      int
-	rounds    int
-	joins     int
-	bigJoins  int
-	bigNodes  int
-	phases    string
+	benchutil.Common
+	secs     int
+	rounds   int
+	joins    int
+	bigJoins int
+	bigNodes int
+	phases   string
 }
 
 func main() {
 	var o options
-	flag.StringVar(&o.podnetBin, "podnet-bin", "bin", "directory holding podnet and podnet-cni")
-	flag.StringVar(&o.tmp, "tmp", os.TempDir(), "where the temp directory (context file, clusters) goes")
-	flag.StringVar(&o.lock, "lock", "bench/.cache/run.lock", "lock file: one benchmark at a time")
+	o.Register(flag.CommandLine, "where the temp directory (context file, clusters) goes")
 	flag.IntVar(&o.secs, "secs", 5, "seconds per iperf3 run (plus 1 s of slow start, omitted)")
 	flag.IntVar(&o.rounds, "rounds", 3, "iperf3 rounds per path, interleaved (the median is reported)")
 	flag.IntVar(&o.joins, "joins", 5, "node joins (and leaves) per 3-node cluster")
@@ -64,19 +55,12 @@ func main() {
 }
 
 func run(o options) int {
-	if os.Geteuid() != 0 {
-		fmt.Fprintln(os.Stderr, "clusterbench: needs root (network namespaces)")
+	if err := o.Prepare(); err != nil {
+		fmt.Fprintln(os.Stderr, "clusterbench:", err)
 		return 2
 	}
-	var err error
-	for _, p := range []*string{&o.podnetBin, &o.tmp, &o.lock} {
-		if *p, err = filepath.Abs(*p); err != nil {
-			fmt.Fprintln(os.Stderr, "clusterbench:", err)
-			return 2
-		}
-	}
 	for _, f := range []string{"podnet", "podnet-cni"} {
-		if _, err := os.Stat(filepath.Join(o.podnetBin, f)); err != nil {
+		if _, err := os.Stat(filepath.Join(o.PodnetBin, f)); err != nil {
 			fmt.Fprintf(os.Stderr, "clusterbench: %v (run `make build`)\n", err)
 			return 2
 		}
@@ -85,59 +69,25 @@ func run(o options) int {
 		fmt.Fprintln(os.Stderr, "clusterbench: iperf3 missing: run `make bench` (it installs it)")
 		return 2
 	}
-	unlock, err := lockRun(o.lock)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "clusterbench:", err)
-		return 2
-	}
-	defer unlock()
-	sweepStale(o.tmp, filepath.Join(o.podnetBin, "podnet"))
-
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	interrupted := false
-	go func() {
-		for s := range sigs {
-			if !interrupted {
-				interrupted = true
-				fmt.Fprintf(os.Stderr, "\nclusterbench: %v: stopping and cleaning up\n", s)
-				cancel()
-			}
+	sweep := func() { sweepStale(o.Tmp, filepath.Join(o.PodnetBin, "podnet")) }
+	return benchutil.Run("clusterbench", o.Lock, sweep, func(ctx context.Context) int {
+		bn := &bench{o: o, runID: benchutil.RunID(), want: benchutil.Phases(o.phases)}
+		if err := bn.run(ctx); err != nil {
+			fmt.Fprintln(os.Stderr, "clusterbench:", err)
+			return 1
 		}
-	}()
-
-	b := make([]byte, 3)
-	_, _ = rand.Read(b)
-	want := map[string]bool{}
-	for _, p := range strings.Split(o.phases, ",") {
-		want[strings.TrimSpace(p)] = true
-	}
-	bn := &bench{o: o, runID: hex.EncodeToString(b), want: want}
-	status := 0
-	if err := bn.run(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "clusterbench:", err)
-		status = 1
-	}
-	if interrupted {
-		return 130
-	}
-	return status
+		return 0
+	})
 }
 
-func machine() string {
-	var u unix.Utsname
-	_ = unix.Uname(&u)
-	return fmt.Sprintf("machine: %d CPUs, Linux %s, %s, %s", runtime.NumCPU(), unix.ByteSliceToString(u.Release[:]), runtime.Version(), iperfVersion())
-}
+func machine() string { return benchutil.Machine() + ", " + iperfVersion() }
 
 // bench holds one run: its temp dir, its clusters and what they measured.
 type bench struct {
 	o       options
 	runID   string
 	want    map[string]bool
-	c       *cleaner
+	c       *benchutil.Cleaner
 	dir     string // temp dir: config, clusters/
 	small   []*clusterRun
 	big     []*clusterRun
@@ -146,9 +96,9 @@ type bench struct {
 }
 
 func (b *bench) run(ctx context.Context) (err error) {
-	b.c = &cleaner{}
+	b.c = &benchutil.Cleaner{}
 	defer func() {
-		if !b.c.run() && err == nil {
+		if !b.c.Run() && err == nil {
 			err = fmt.Errorf("cleanup failed")
 		}
 		if left := b.leftovers(); len(left) > 0 {
@@ -158,7 +108,7 @@ func (b *bench) run(ctx context.Context) (err error) {
 			}
 		}
 	}()
-	if b.dir, err = b.c.tempDir(b.o.tmp, "cluster"); err != nil {
+	if b.dir, err = b.c.TempDir(b.o.Tmp, "cluster"); err != nil {
 		return err
 	}
 	fmt.Println(machine())

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/podnet/podnet/bench/internal/benchutil"
 )
 
 // memory is the resident memory of a cluster's processes, in KiB.
@@ -75,15 +77,6 @@ func procMem(pid int) (rss, anon, hwm int, err error) {
 
 func mib(kib int) string { return fmt.Sprintf("%.1f MiB", float64(kib)/1024) }
 
-func medianInt(v []int) int {
-	if len(v) == 0 {
-		return 0
-	}
-	s := slices.Clone(v)
-	slices.Sort(s)
-	return s[(len(s)-1)/2]
-}
-
 func medianF(v []float64) float64 {
 	if len(v) == 0 {
 		return 0
@@ -94,16 +87,6 @@ func medianF(v []float64) float64 {
 		return s[len(s)/2]
 	}
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
-// medianD is the middle sample (the lower middle for an even count).
-func medianD(ds []time.Duration) time.Duration {
-	if len(ds) == 0 {
-		return 0
-	}
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	return s[(len(s)-1)/2]
 }
 
 func secs(d time.Duration) string {
@@ -164,7 +147,7 @@ func printJoins(w io.Writer, all []*clusterRun) {
 			for _, j := range cr.joins {
 				ds = append(ds, c.get(j))
 			}
-			fmt.Fprintf(w, " %17s", secs(medianD(ds))+" / "+secs(slices.Max(ds)))
+			fmt.Fprintf(w, " %17s", secs(benchutil.Median(ds))+" / "+secs(slices.Max(ds)))
 		}
 		fmt.Fprintln(w)
 		for _, j := range cr.joins {
@@ -205,7 +188,7 @@ func printMemory(w io.Writer, all []*clusterRun) {
 		if m.missed > 0 {
 			n += fmt.Sprintf(" (%d?)", m.missed)
 		}
-		fmt.Fprintf(w, "%-20s %6s %13s %11s %13s %11s %11s\n", cr.label(), n, mib(medianInt(m.agents)), mib(slices.Max(m.agents)), mib(medianInt(m.anon)), mib(slices.Max(m.hwm)), mib(m.server))
+		fmt.Fprintf(w, "%-20s %6s %13s %11s %13s %11s %11s\n", cr.label(), n, mib(benchutil.Median(m.agents)), mib(slices.Max(m.agents)), mib(benchutil.Median(m.anon)), mib(slices.Max(m.hwm)), mib(m.server))
 	}
 	fmt.Fprintln(w, strings.Repeat("-", 92))
 	fmt.Fprintln(w, "anon = RssAnon, the agent's private memory; the rest of VmRSS is the podnet binary's pages, shared by")

@@ -133,7 +133,7 @@ func (b *bench) startUnderlayServer(ns, ip string) error {
 	}
 	exited := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(exited) }()
-	b.c.add(fmt.Sprintf("iperf3 server %d in %s", cmd.Process.Pid, ns), func() error {
+	b.c.Add(fmt.Sprintf("iperf3 server %d in %s", cmd.Process.Pid, ns), func() error {
 		_ = cmd.Process.Kill()
 		select {
 		case <-exited:

@@ -7,96 +7,34 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
+	"github.com/podnet/podnet/bench/internal/benchutil"
 	"github.com/podnet/podnet/internal/netns"
 )
 
 // Prefix starts the name of everything this benchmark creates: network
 // namespaces (/run/netns/pnb…), links inside them and temp directories
 // (/tmp/pnb-…). Nothing else on the machine uses it.
-const Prefix = "pnb"
-
-// cleaner runs registered undo functions in reverse order, once.
-type cleaner struct {
-	mu   sync.Mutex
-	fns  []cleanupFn
-	done bool
-}
-
-type cleanupFn struct {
-	what string
-	fn   func() error
-}
-
-func (c *cleaner) add(what string, fn func() error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.fns = append(c.fns, cleanupFn{what, fn})
-}
-
-// run undoes everything registered so far, newest first, and reports
-// whether every step succeeded.
-func (c *cleaner) run() bool {
-	c.mu.Lock()
-	fns := c.fns
-	c.fns = nil
-	c.mu.Unlock()
-	ok := true
-	for i := len(fns) - 1; i >= 0; i-- {
-		if err := fns[i].fn(); err != nil {
-			fmt.Fprintf(os.Stderr, "cleanup: %s: %v\n", fns[i].what, err)
-			ok = false
-		}
-	}
-	return ok
-}
+const Prefix = benchutil.Prefix
 
 // newNS creates a named namespace and registers its removal.
-func (c *cleaner) newNS(name string) (string, error) {
+func newNS(c *benchutil.Cleaner, name string) (string, error) {
 	p, err := netns.Create(name)
 	if err != nil {
 		return "", err
 	}
-	c.add("netns "+name, func() error { return netns.Delete(name) })
+	c.Add("netns "+name, func() error { return netns.Delete(name) })
 	return p, nil
-}
-
-// tempDir creates /tmp/pnb-<what>-… and registers its removal.
-func (c *cleaner) tempDir(base, what string) (string, error) {
-	d, err := os.MkdirTemp(base, Prefix+"-"+what+"-")
-	if err != nil {
-		return "", err
-	}
-	c.add("remove "+d, func() error { return os.RemoveAll(d) })
-	return d, nil
 }
 
 // ourNS matches the namespaces this benchmark names: pnb, the run ID (6
 // hex digits), then n (CNI node), u (podnet up node) or p<seq> (a pod).
 var ourNS = regexp.MustCompile(`^` + Prefix + `[0-9a-f]{6}(n|u|p[0-9]+)$`)
-
-// lockRun takes an exclusive flock on path so that only one benchmark runs
-// at a time on the machine; then anything named pnb… that still exists was
-// left by an earlier run that died (SIGKILL) and can be swept.
-func lockRun(path string) (func(), error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, err
-	}
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("another benchmark holds %s: %w", path, err)
-	}
-	return func() { f.Close() }, nil
-}
 
 // sweepStale removes what a killed earlier run left: its pod and node
 // namespaces (/run/netns/pnb…) and its temp directories, including the
@@ -131,20 +69,9 @@ func sweepStale(tmpBase string) {
 // deleted through podnet) it finds nothing.
 func reapUp(dir string) (found []string) {
 	// Processes first, so nothing recreates what we remove.
-	procs, _ := os.ReadDir("/proc")
-	self := os.Getpid()
-	for _, e := range procs {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == self {
-			continue
-		}
-		cmd, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-		if err != nil || !bytes.Contains(cmd, []byte(dir)) {
-			continue
-		}
-		found = append(found, fmt.Sprintf("process %d (%s)", pid, strings.ReplaceAll(string(bytes.TrimRight(cmd, "\x00")), "\x00", " ")))
-		_ = syscall.Kill(pid, syscall.SIGKILL)
-	}
+	found = benchutil.KillProcesses(func(args []string) bool {
+		return slices.ContainsFunc(args, func(a string) bool { return strings.Contains(a, dir) })
+	})
 	states, _ := filepath.Glob(filepath.Join(dir, "state", "*", "pods", "*", "containers", "*", "state.json"))
 	for _, s := range states {
 		var st struct {

@@ -20,6 +20,7 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/cni/pkg/version"
 
+	"github.com/podnet/podnet/bench/internal/benchutil"
 	"github.com/podnet/podnet/internal/netns"
 )
 
@@ -138,7 +139,7 @@ func (p *pod) rt() *libcni.RuntimeConf {
 
 // cniBench runs both contenders inside one node namespace.
 type cniBench struct {
-	c        *cleaner
+	c        *benchutil.Cleaner
 	runID    string
 	nodePath string
 	seq      int
@@ -149,7 +150,7 @@ type cniBench struct {
 func (b *cniBench) newPod(port int) (*pod, error) {
 	b.seq++
 	name := fmt.Sprintf("%s%sp%d", Prefix, b.runID, b.seq)
-	path, err := b.c.newNS(name)
+	path, err := newNS(b.c, name)
 	if err != nil {
 		return nil, err
 	}
@@ -380,8 +381,8 @@ func (b *cniBench) batch(ctx context.Context, c *contender, n int, parallel bool
 }
 
 // newCNIBench creates the node namespace (removed by the cleaner).
-func newCNIBench(c *cleaner, runID string) (*cniBench, error) {
-	path, err := c.newNS(Prefix + runID + "n")
+func newCNIBench(c *benchutil.Cleaner, runID string) (*cniBench, error) {
+	path, err := newNS(c, Prefix+runID+"n")
 	if err != nil {
 		return nil, err
 	}

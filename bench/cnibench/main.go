@@ -9,45 +9,36 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"debug/buildinfo"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net/netip"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"runtime"
 	"strings"
-	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/podnet/podnet/bench/internal/benchutil"
 )
 
 type options struct {
-	podnetBin string // dir with podnet and podnet-cni
-	refBin    string // dir with bridge, host-local, portmap
-	tmp       string
-	lock      string
-	iters     int
-	batch     int
-	rounds    int
-	upPods    int
-	profile   int
-	phases    string
-	backend   string
+	benchutil.Common
+	refBin  string // dir with bridge, host-local, portmap
+	iters   int
+	batch   int
+	rounds  int
+	upPods  int
+	profile int
+	phases  string
+	backend string
 }
 
 func main() {
 	var o options
-	flag.StringVar(&o.podnetBin, "podnet-bin", "bin", "directory holding podnet and podnet-cni")
+	o.Register(flag.CommandLine, "where the temp directories (plugin state, podnet up) go")
 	flag.StringVar(&o.refBin, "ref-bin", "bench/.cache/bin", "directory holding the reference plugins bridge, host-local, portmap")
-	flag.StringVar(&o.tmp, "tmp", os.TempDir(), "where the temp directories (plugin state, podnet up) go")
-	flag.StringVar(&o.lock, "lock", "bench/.cache/run.lock", "lock file: one benchmark at a time")
 	flag.IntVar(&o.iters, "iters", 100, "ADD+DEL latency: iterations per plugin")
 	flag.IntVar(&o.batch, "batch", 50, "pods per sequential/parallel batch")
 	flag.IntVar(&o.rounds, "rounds", 3, "batches per plugin and mode (the median is reported)")
@@ -60,73 +51,31 @@ func main() {
 }
 
 func run(o options) int {
-	if os.Geteuid() != 0 {
-		fmt.Fprintln(os.Stderr, "cnibench: needs root (network namespaces)")
-		return 2
-	}
-	var err error
-	for _, p := range []*string{&o.podnetBin, &o.refBin, &o.tmp, &o.lock} {
-		if *p, err = filepath.Abs(*p); err != nil {
-			fmt.Fprintln(os.Stderr, "cnibench:", err)
-			return 2
-		}
-	}
-	unlock, err := lockRun(o.lock)
-	if err != nil {
+	if err := o.Prepare(&o.refBin); err != nil {
 		fmt.Fprintln(os.Stderr, "cnibench:", err)
 		return 2
 	}
-	defer unlock()
-	sweepStale(o.tmp)
-
 	// The first SIGINT/SIGTERM stops the measurements; cleanup then runs
 	// to the end, ignoring further signals.
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	interrupted := false
-	go func() {
-		for s := range sigs {
-			if !interrupted {
-				interrupted = true
-				fmt.Fprintf(os.Stderr, "\ncnibench: %v: stopping and cleaning up\n", s)
-				cancel()
+	return benchutil.Run("cnibench", o.Lock, func() { sweepStale(o.Tmp) }, func(ctx context.Context) int {
+		runID := benchutil.RunID()
+		status := 0
+		want := benchutil.Phases(o.phases)
+		fmt.Println(benchutil.Machine())
+		if want["cni"] {
+			if err := cniPhase(ctx, o, runID); err != nil {
+				fmt.Fprintln(os.Stderr, "cnibench: cni:", err)
+				status = 1
 			}
 		}
-	}()
-
-	b := make([]byte, 3)
-	_, _ = rand.Read(b)
-	runID := hex.EncodeToString(b)
-	status := 0
-	want := map[string]bool{}
-	for _, p := range strings.Split(o.phases, ",") {
-		want[strings.TrimSpace(p)] = true
-	}
-	fmt.Println(machine())
-	if want["cni"] {
-		if err := cniPhase(ctx, o, runID); err != nil {
-			fmt.Fprintln(os.Stderr, "cnibench: cni:", err)
-			status = 1
+		if want["up"] && ctx.Err() == nil {
+			if err := upPhase(ctx, o, runID); err != nil {
+				fmt.Fprintln(os.Stderr, "cnibench: up:", err)
+				status = 1
+			}
 		}
-	}
-	if want["up"] && ctx.Err() == nil {
-		if err := upPhase(ctx, o, runID); err != nil {
-			fmt.Fprintln(os.Stderr, "cnibench: up:", err)
-			status = 1
-		}
-	}
-	if interrupted {
-		return 130
-	}
-	return status
-}
-
-func machine() string {
-	var u unix.Utsname
-	_ = unix.Uname(&u)
-	return fmt.Sprintf("machine: %d CPUs, Linux %s, %s", runtime.NumCPU(), unix.ByteSliceToString(u.Release[:]), runtime.Version())
+		return status
+	})
 }
 
 func progress(what string, total int) func(int) {
@@ -155,18 +104,18 @@ func refVersion(dir string) string {
 }
 
 func cniPhase(ctx context.Context, o options, runID string) (err error) {
-	for _, f := range []string{filepath.Join(o.podnetBin, "podnet-cni"), filepath.Join(o.refBin, "bridge"), filepath.Join(o.refBin, "host-local"), filepath.Join(o.refBin, "portmap")} {
+	for _, f := range []string{filepath.Join(o.PodnetBin, "podnet-cni"), filepath.Join(o.refBin, "bridge"), filepath.Join(o.refBin, "host-local"), filepath.Join(o.refBin, "portmap")} {
 		if _, err := os.Stat(f); err != nil {
 			return fmt.Errorf("missing plugin: %w (run `make bench`)", err)
 		}
 	}
-	c := &cleaner{}
+	c := &benchutil.Cleaner{}
 	defer func() {
-		if !c.run() && err == nil {
+		if !c.Run() && err == nil {
 			err = errors.New("cleanup failed")
 		}
 	}()
-	tmp, err := c.tempDir(o.tmp, "cni")
+	tmp, err := c.TempDir(o.Tmp, "cni")
 	if err != nil {
 		return err
 	}
@@ -179,7 +128,7 @@ func cniPhase(ctx context.Context, o options, runID string) (err error) {
 		return err
 	}
 	pSub, rSub := netip.MustParsePrefix("10.97.0.0/24"), netip.MustParsePrefix("10.98.0.0/24")
-	pn, err := newContender("podnet-cni", o.podnetBin, d["podnet-cache"], pSub, podnetConflist(Prefix+"p0", pSub, d["podnet-data"]))
+	pn, err := newContender("podnet-cni", o.PodnetBin, d["podnet-cache"], pSub, podnetConflist(Prefix+"p0", pSub, d["podnet-data"]))
 	if err != nil {
 		return err
 	}
@@ -194,7 +143,7 @@ func cniPhase(ctx context.Context, o options, runID string) (err error) {
 		backend = o.backend + " backend"
 	}
 	fmt.Printf("reference: containernetworking/plugins %s bridge(isGateway, ipMasq, host-local) + portmap(snat), %s\n", version, backend)
-	fmt.Printf("podnet-cni: %s (one plugin: bridge, IPAM, nftables masquerade and port mapping)\n\n", filepath.Join(o.podnetBin, "podnet-cni"))
+	fmt.Printf("podnet-cni: %s (one plugin: bridge, IPAM, nftables masquerade and port mapping)\n\n", filepath.Join(o.PodnetBin, "podnet-cni"))
 
 	// Warm-up: bridges, nft table, iptables chains and page cache exist
 	// before anything is timed.
@@ -323,16 +272,16 @@ func printCNI(w io.Writer, o options, lat map[string]*latency, seq, par map[stri
 }
 
 func upPhase(ctx context.Context, o options, runID string) (err error) {
-	podnet := filepath.Join(o.podnetBin, "podnet")
+	podnet := filepath.Join(o.PodnetBin, "podnet")
 	if _, err := os.Stat(podnet); err != nil {
 		return fmt.Errorf("%w (run `make build`)", err)
 	}
-	c := &cleaner{}
+	c := &benchutil.Cleaner{}
 	fmt.Fprintf(os.Stderr, "cnibench: podnet up in a node namespace; %d × podnet run --wait\n", o.upPods)
-	res, err := runUp(ctx, c, runID, o.tmp, podnet, o.upPods, progress("pod", o.upPods))
+	res, err := runUp(ctx, c, runID, o.Tmp, podnet, o.upPods, progress("pod", o.upPods))
 	// Delete the pods through podnet, stop up, reap, remove: before the
 	// report, which includes the delete time.
-	if !c.run() && err == nil {
+	if !c.Run() && err == nil {
 		err = errors.New("cleanup failed")
 	}
 	if res == nil || len(res.run) == 0 {

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/podnet/podnet/bench/internal/benchutil"
 	"github.com/podnet/podnet/internal/netns"
 )
 
@@ -30,7 +31,7 @@ type upResult struct {
 // `podnet run NAME --wait -- sleep infinity` from the CLI in that
 // namespace. Everything `up` writes goes to a temp dir.
 type upBench struct {
-	c        *cleaner
+	c        *benchutil.Cleaner
 	podnet   string // bin/podnet
 	dir      string
 	nodePath string
@@ -38,18 +39,6 @@ type upBench struct {
 }
 
 const upNodeIP = "192.0.2.1" // TEST-NET-1, on the uplink inside the node namespace
-
-// env is the environment for podnet commands: no inherited store settings.
-func childEnv() []string {
-	var env []string
-	for _, e := range os.Environ() {
-		if strings.HasPrefix(e, "PODNET_") {
-			continue
-		}
-		env = append(env, e)
-	}
-	return env
-}
 
 // podnetCmd runs `podnet args…` with the calling thread in the node
 // namespace (so the command inherits it, and only it: no private mount
@@ -61,7 +50,7 @@ func (u *upBench) podnetCmd(ctx context.Context, timeout time.Duration, args ...
 	var d time.Duration
 	err := netns.Do(u.nodePath, func() error {
 		cmd := exec.CommandContext(ctx, u.podnet, args...)
-		cmd.Env = childEnv()
+		cmd.Env = benchutil.Environ()
 		cmd.Stdout = &out
 		cmd.Stderr = &out
 		t0 := time.Now()
@@ -75,16 +64,16 @@ func (u *upBench) podnetCmd(ctx context.Context, timeout time.Duration, args ...
 	return out.String(), d, nil
 }
 
-func runUp(ctx context.Context, c *cleaner, runID, tmpBase, podnetBin string, pods int, progress func(int)) (*upResult, error) {
+func runUp(ctx context.Context, c *benchutil.Cleaner, runID, tmpBase, podnetBin string, pods int, progress func(int)) (*upResult, error) {
 	u := &upBench{c: c, podnet: podnetBin}
 	var err error
-	if u.dir, err = c.tempDir(tmpBase, "up"); err != nil {
+	if u.dir, err = c.TempDir(tmpBase, "up"); err != nil {
 		return nil, err
 	}
 	// Runs after `up` is stopped (cleanups go newest first): whatever a
 	// failed or interrupted run left of the pods.
 	res := &upResult{}
-	c.add("reap podnet up leftovers", func() error {
+	c.Add("reap podnet up leftovers", func() error {
 		if found := reapUp(u.dir); len(found) > 0 {
 			res.leaks = append(res.leaks, found...)
 			return fmt.Errorf("removed by force: %s", strings.Join(found, "; "))
@@ -92,7 +81,7 @@ func runUp(ctx context.Context, c *cleaner, runID, tmpBase, podnetBin string, po
 		return nil
 	})
 	nodeName := Prefix + runID + "u"
-	if u.nodePath, err = c.newNS(nodeName); err != nil {
+	if u.nodePath, err = newNS(c, nodeName); err != nil {
 		return nil, err
 	}
 	// A node has an uplink with an address and the default route: one end
@@ -112,7 +101,7 @@ func runUp(ctx context.Context, c *cleaner, runID, tmpBase, podnetBin string, po
 	if u.log, err = os.Create(filepath.Join(u.dir, "up.log")); err != nil {
 		return nil, err
 	}
-	c.add("close up.log", u.log.Close)
+	c.Add("close up.log", u.log.Close)
 
 	// Start `podnet up` from a thread in the node namespace.
 	var up *exec.Cmd
@@ -126,7 +115,7 @@ func runUp(ctx context.Context, c *cleaner, runID, tmpBase, podnetBin string, po
 			"--node-name", Prefix+"-node",
 			"--node-ip", upNodeIP,
 		)
-		up.Env = childEnv()
+		up.Env = benchutil.Environ()
 		up.Stdout, up.Stderr = u.log, u.log
 		// Its own process group: a ^C on the terminal reaches only the
 		// benchmark, which then deletes the pods before stopping `up`.
@@ -138,7 +127,7 @@ func runUp(ctx context.Context, c *cleaner, runID, tmpBase, podnetBin string, po
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- up.Wait() }()
-	c.add("stop podnet up", func() error {
+	c.Add("stop podnet up", func() error {
 		select {
 		case err := <-exited:
 			exited <- err
@@ -185,7 +174,7 @@ func runUp(ctx context.Context, c *cleaner, runID, tmpBase, podnetBin string, po
 	// The pods are deleted through podnet (before `up` stops), also when
 	// the run fails half-way.
 	var created []string
-	c.add("delete the pods through podnet", func() error {
+	c.Add("delete the pods through podnet", func() error {
 		if len(created) == 0 {
 			return nil
 		}
