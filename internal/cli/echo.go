@@ -21,7 +21,11 @@ func newEchoServer(g *globals) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if name == "" {
-				name, _ = os.Hostname()
+				// A pod's containers get HOSTNAME=<pod name> (they share
+				// the node's UTS namespace, so os.Hostname is the node's).
+				if name = os.Getenv("HOSTNAME"); name == "" {
+					name, _ = os.Hostname()
+				}
 			}
 			if udp != "" {
 				pc, err := net.ListenPacket("udp", udp)
@@ -53,6 +57,6 @@ func newEchoServer(g *globals) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&listen, "listen", ":8080", "HTTP listen address")
 	cmd.Flags().StringVar(&udp, "udp", "", "also echo UDP datagrams on this address")
-	cmd.Flags().StringVar(&name, "name", os.Getenv("POD_NAME"), "name to answer with (env POD_NAME; default hostname)")
+	cmd.Flags().StringVar(&name, "name", os.Getenv("POD_NAME"), "name to answer with (default: env POD_NAME, else HOSTNAME, which podnet sets to the pod's name)")
 	return cmd
 }
