@@ -301,7 +301,7 @@ func (b *bench) joinOnce(ctx context.Context, cr *clusterRun, s *store.Store, se
 					missing = append(missing, peers[i])
 				}
 			}
-			return nil, fmt.Errorf("node %s (pod CIDR %v) not routed after 30s; peers without the route: %v; agent log: %s", nodeName, res.cidr, missing, tailFile(agent.Log))
+			return nil, fmt.Errorf("node %s (pod CIDR %v) not routed after 30s; peers without the route: %v; agent log: %s", nodeName, res.cidr, missing, cluster.LogTail(agent.Log))
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
@@ -361,14 +361,3 @@ func prefixOf(ip net.IP, mask net.IPMask) (netip.Prefix, bool) {
 	return netip.PrefixFrom(a.Unmap(), ones).Masked(), true
 }
 
-func tailFile(path string) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "(no log)"
-	}
-	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-	if len(lines) > 5 {
-		lines = lines[len(lines)-5:]
-	}
-	return strings.Join(lines, " | ")
-}

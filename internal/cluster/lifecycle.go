@@ -321,7 +321,7 @@ func Create(ctx context.Context, r *Record, o CreateOptions) (err error) {
 	}
 	if err := waitFor(ctx, "control plane", func(ctx context.Context) (bool, error) {
 		if r.Server.PID() == 0 {
-			return false, fmt.Errorf("podnet server %s: %s", ended(&r.Server), tail(r.Server.Log))
+			return false, fmt.Errorf("podnet server %s: %s", ended(&r.Server), LogTail(r.Server.Log))
 		}
 		_, ok, err := s.ClusterConfig(ctx)
 		return err == nil && ok, nil
@@ -348,7 +348,7 @@ func Create(ctx context.Context, r *Record, o CreateOptions) (err error) {
 			}
 			a := r.Agent(h.Name)
 			if a.PID() == 0 {
-				return false, fmt.Errorf("agent of %s %s: %s", h.Name, ended(a), tail(a.Log))
+				return false, fmt.Errorf("agent of %s %s: %s", h.Name, ended(a), LogTail(a.Log))
 			}
 			ok, err := nodeReady(ctx, s, nodeKind, r, h.Name)
 			if err != nil {
@@ -364,7 +364,7 @@ func Create(ctx context.Context, r *Record, o CreateOptions) (err error) {
 		var waiting []string
 		for _, h := range t.Nodes() {
 			if !ready[h.Name] {
-				waiting = append(waiting, h.Name+": "+tail(r.Agent(h.Name).Log))
+				waiting = append(waiting, h.Name+": "+LogTail(r.Agent(h.Name).Log))
 			}
 		}
 		return fmt.Errorf("%w; not Ready: %s", err, strings.Join(waiting, "; "))
@@ -386,7 +386,7 @@ func startEtcd(ctx context.Context, r *Record, cli *clientv3.Client) error {
 		for i := range r.Etcd {
 			m := &r.Etcd[i]
 			if m.PID() == 0 {
-				return false, fmt.Errorf("etcd member %s %s: %s", m.Name, ended(m), tail(m.Log))
+				return false, fmt.Errorf("etcd member %s %s: %s", m.Name, ended(m), LogTail(m.Log))
 			}
 			if st, err := cli.Status(ctx, eps[i]); err != nil || st.Leader == 0 {
 				return false, nil
@@ -443,8 +443,8 @@ func ended(p *Proc) string {
 	return "exited"
 }
 
-// tail returns the last lines of a log, for error messages.
-func tail(path string) string {
+// LogTail returns the last lines of a log, for error messages.
+func LogTail(path string) string {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return "(no log)"

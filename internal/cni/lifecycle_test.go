@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/types"
 
 	"github.com/podnet/podnet/internal/netns"
@@ -20,6 +21,19 @@ type state struct {
 	links    []string
 	elements int
 	files    []string
+}
+
+// warmBaseline adds and deletes one pod, so the bridge, sysctls and the
+// table exist, and returns the node's state then: what every later
+// ADD/DEL must come back to.
+func (n *node) warmBaseline(l *libcni.NetworkConfigList) state {
+	n.t.Helper()
+	warm := n.newPod()
+	n.mustAdd(l, warm, nil)
+	if err := n.del(l, warm); err != nil {
+		n.t.Fatalf("warm-up DEL: %v", err)
+	}
+	return n.state()
 }
 
 func (n *node) state() state {
@@ -70,13 +84,7 @@ func TestLifecycleAllVersions(t *testing.T) {
 			if err := n.status(l); err != nil {
 				t.Fatalf("STATUS: %v", err)
 			}
-			// The bridge exists after the first ADD; take the baseline with it.
-			warm := n.newPod()
-			n.mustAdd(l, warm, nil)
-			if err := n.del(l, warm); err != nil {
-				t.Fatal(err)
-			}
-			base := n.state()
+			base := n.warmBaseline(l)
 			p := n.newPod()
 			r := n.mustAdd(l, p, map[string]any{"portMappings": []map[string]any{{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}}})
 			if n.lastVersion != v {
@@ -110,10 +118,7 @@ func TestLifecycleAllVersions(t *testing.T) {
 func TestGCRemovesExactlyTheOthers(t *testing.T) {
 	n := newNode(t)
 	l := n.conflist("1.1.0", nil)
-	warm := n.newPod()
-	n.mustAdd(l, warm, nil)
-	_ = n.del(l, warm)
-	base := n.state()
+	base := n.warmBaseline(l)
 	var pods []*pod
 	for i := 0; i < 4; i++ {
 		p := n.newPod()
@@ -146,10 +151,7 @@ func TestGCRemovesExactlyTheOthers(t *testing.T) {
 func TestDelAfterNetnsGone(t *testing.T) {
 	n := newNode(t)
 	l := n.conflist("1.1.0", nil)
-	warm := n.newPod()
-	n.mustAdd(l, warm, nil)
-	_ = n.del(l, warm)
-	base := n.state()
+	base := n.warmBaseline(l)
 	p := n.newPod()
 	n.mustAdd(l, p, map[string]any{"portMappings": []map[string]any{{"hostPort": 8080, "containerPort": 80}}})
 	if err := netns.Delete(p.ns); err != nil {

@@ -19,10 +19,7 @@ import (
 func TestConcurrentAdds(t *testing.T) {
 	n := newNode(t)
 	l := n.conflist("1.1.0", nil)
-	warm := n.newPod()
-	n.mustAdd(l, warm, nil)
-	_ = n.del(l, warm)
-	base := n.state()
+	base := n.warmBaseline(l)
 	const N = 100
 	pods := make([]*pod, N)
 	for i := range pods {
@@ -79,10 +76,7 @@ func TestConcurrentAdds(t *testing.T) {
 func TestAddDelCyclesNoLeak(t *testing.T) {
 	n := newNode(t)
 	l := n.conflist("1.1.0", nil)
-	warm := n.newPod()
-	n.mustAdd(l, warm, nil)
-	_ = n.del(l, warm)
-	base := n.state()
+	base := n.warmBaseline(l)
 	cycles := 1000
 	if testing.Short() {
 		cycles = 50
@@ -151,10 +145,7 @@ func TestAddDelLatency(t *testing.T) {
 func TestCrashMidAddThenGC(t *testing.T) {
 	n := newNode(t)
 	l := n.conflist("1.1.0", nil)
-	warm := n.newPod()
-	n.mustAdd(l, warm, nil)
-	_ = n.del(l, warm)
-	base := n.state()
+	base := n.warmBaseline(l)
 	steps := []string{"after-ip", "after-ports", "after-reserve", "after-bridge", "after-veth", "after-nft"}
 	survivor := n.newPod()
 	rs := n.mustAdd(l, survivor, nil)
