@@ -20,6 +20,18 @@ type ClusterConfig struct {
 	// NodeGracePeriod is how long a node may be NotReady before its pod
 	// CIDR is reclaimed. Default 5m.
 	NodeGracePeriod Duration `json:"nodeGracePeriod"`
+	// ServiceCIDR is the range Service cluster IPs come from
+	// (--service-cluster-ip-range). Default 10.96.0.0/12; its tenth
+	// address (10.96.0.10) is kept for cluster DNS.
+	ServiceCIDR string `json:"serviceCIDR,omitempty"`
+	// NodePortRange is the range of nodePorts, "30000-32767" by default.
+	NodePortRange string `json:"nodePortRange,omitempty"`
+	// LoadBalancerRange is the pool type: LoadBalancer addresses come from
+	// ("192.168.250.200-192.168.250.250" or a CIDR); empty: none.
+	LoadBalancerRange string `json:"loadBalancerRange,omitempty"`
+	// PodEvictionTimeout is how long a node may be NotReady before its pods
+	// are deleted (and replaced elsewhere by their ReplicaSet). Default 5m.
+	PodEvictionTimeout Duration `json:"podEvictionTimeout,omitempty"`
 }
 
 // Duration is a time.Duration that reads and writes as "40s".
@@ -59,7 +71,22 @@ func (c *ClusterConfig) Default() {
 	if c.NodeGracePeriod.Duration == 0 {
 		c.NodeGracePeriod.Duration = 5 * time.Minute
 	}
+	if c.ServiceCIDR == "" {
+		c.ServiceCIDR = DefaultServiceCIDR
+	}
+	if c.NodePortRange == "" {
+		c.NodePortRange = DefaultNodePortRange
+	}
+	if c.PodEvictionTimeout.Duration == 0 {
+		c.PodEvictionTimeout.Duration = 5 * time.Minute
+	}
 }
+
+// Service defaults.
+const (
+	DefaultServiceCIDR   = "10.96.0.0/12"
+	DefaultNodePortRange = "30000-32767"
+)
 
 // Validate checks the configuration; errors name the flag's field.
 func (c *ClusterConfig) Validate() error {
@@ -80,6 +107,21 @@ func (c *ClusterConfig) Validate() error {
 	}
 	if c.NodeGracePeriod.Duration < 0 {
 		return fmt.Errorf("nodeGracePeriod %s: must not be negative", c.NodeGracePeriod)
+	}
+	if c.ServiceCIDR != "" {
+		sp, err := netip.ParsePrefix(c.ServiceCIDR)
+		if err != nil {
+			return fmt.Errorf("serviceCIDR %q: %w", c.ServiceCIDR, err)
+		}
+		if sp.Masked() != sp {
+			return fmt.Errorf("serviceCIDR %q: host bits set (did you mean %s?)", c.ServiceCIDR, sp.Masked())
+		}
+		if sp.Overlaps(p) {
+			return fmt.Errorf("serviceCIDR %s overlaps clusterCIDR %s", sp, p)
+		}
+	}
+	if c.PodEvictionTimeout.Duration < 0 {
+		return fmt.Errorf("podEvictionTimeout %s: must not be negative", c.PodEvictionTimeout)
 	}
 	return nil
 }

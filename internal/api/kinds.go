@@ -2,10 +2,13 @@ package api
 
 import (
 	"fmt"
+	"reflect"
 	"sort"
 	"strings"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -71,6 +74,45 @@ var kinds = []*Kind{
 			return validateNodeUpdate(old.(*corev1.Node), new.(*corev1.Node))
 		},
 	},
+	{
+		GVK:        corev1.SchemeGroupVersion.WithKind("Service"),
+		Resource:   "services",
+		Aliases:    []string{"service", "svc"},
+		Namespaced: true,
+		New:        func() Object { return &corev1.Service{} },
+		Default:    func(o Object) { DefaultService(o.(*corev1.Service)) },
+		Validate:   func(o Object) field.ErrorList { return ValidateService(o.(*corev1.Service)) },
+		ValidateUpdate: func(old, new Object) field.ErrorList {
+			return validateServiceUpdate(old.(*corev1.Service), new.(*corev1.Service))
+		},
+	},
+	{
+		GVK:        discoveryv1.SchemeGroupVersion.WithKind("EndpointSlice"),
+		Resource:   "endpointslices",
+		Aliases:    []string{"endpointslice"},
+		Namespaced: true,
+		New:        func() Object { return &discoveryv1.EndpointSlice{} },
+		Default:    func(o Object) { DefaultEndpointSlice(o.(*discoveryv1.EndpointSlice)) },
+		Validate:   func(o Object) field.ErrorList { return ValidateEndpointSlice(o.(*discoveryv1.EndpointSlice)) },
+	},
+	{
+		GVK:        appsv1.SchemeGroupVersion.WithKind("Deployment"),
+		Resource:   "deployments",
+		Aliases:    []string{"deployment", "deploy"},
+		Namespaced: true,
+		New:        func() Object { return &appsv1.Deployment{} },
+		Default:    func(o Object) { DefaultDeployment(o.(*appsv1.Deployment)) },
+		Validate:   func(o Object) field.ErrorList { return ValidateDeployment(o.(*appsv1.Deployment)) },
+	},
+	{
+		GVK:        appsv1.SchemeGroupVersion.WithKind("ReplicaSet"),
+		Resource:   "replicasets",
+		Aliases:    []string{"replicaset", "rs"},
+		Namespaced: true,
+		New:        func() Object { return &appsv1.ReplicaSet{} },
+		Default:    func(o Object) { DefaultReplicaSet(o.(*appsv1.ReplicaSet)) },
+		Validate:   func(o Object) field.ErrorList { return ValidateReplicaSet(o.(*appsv1.ReplicaSet)) },
+	},
 }
 
 // Kinds returns every registered kind.
@@ -91,13 +133,11 @@ func KindFor(apiVersion, kind string) (*Kind, error) {
 
 // KindOf returns the registered kind of a typed object.
 func KindOf(o Object) (*Kind, error) {
-	switch o.(type) {
-	case *corev1.Pod:
-		return kinds[1], nil
-	case *corev1.Namespace:
-		return kinds[0], nil
-	case *corev1.Node:
-		return kinds[2], nil
+	t := reflect.TypeOf(o)
+	for _, k := range kinds {
+		if reflect.TypeOf(k.New()) == t {
+			return k, nil
+		}
 	}
 	return nil, fmt.Errorf("type %T is not a stored kind", o)
 }
