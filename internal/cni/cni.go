@@ -7,6 +7,11 @@
 // (internal/ipam, state under dataDir/<network>/) and masquerade and
 // published ports in nftables (internal/nft).
 //
+// ADD, CHECK and STATUS validate the whole config (STATUS reports a
+// broken one as code 7 naming the field). DEL and GC read only the
+// network name and dataDir and take everything else from the attachment
+// records, so a config broken while pods run never strands them.
+//
 // ADD validates the whole config first, then reserves addresses and ports
 // and writes the attachment record under the network's flock, then does the
 // kernel work outside the lock. Every step registers an undo that runs if a
@@ -446,7 +451,7 @@ func (n *network) teardown(ctx context.Context, key string) error {
 }
 
 func cmdDel(args *skel.CmdArgs) error {
-	cfg, err := ParseConfig(args.StdinData)
+	cfg, err := ParseTeardownConfig(args.StdinData)
 	if err != nil {
 		return err
 	}
@@ -531,7 +536,7 @@ func cmdStatus(args *skel.CmdArgs) error {
 }
 
 func cmdGC(args *skel.CmdArgs) error {
-	cfg, err := ParseConfig(args.StdinData)
+	cfg, err := ParseTeardownConfig(args.StdinData)
 	if err != nil {
 		return err
 	}

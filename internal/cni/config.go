@@ -145,11 +145,8 @@ func ParseConfig(data []byte) (*Config, error) {
 		return nil, types.NewError(types.ErrDecodingFailure, "podnet-cni: decode config: trailing data after the JSON object", "")
 	}
 	c := &Config{Raw: nc, CNIVersion: nc.CNIVersion, Name: nc.Name, Hairpin: nc.HairpinMode, IPMasq: nc.IPMasq}
-	if nc.Name == "" {
-		return nil, fieldErr("name", "missing network name")
-	}
-	if strings.ContainsAny(nc.Name, "/\\") || nc.Name == "." || nc.Name == ".." {
-		return nil, fieldErr("name", "invalid network name %q", nc.Name)
+	if err := c.setNameAndDataDir(nc.Name, nc.DataDir); err != nil {
+		return nil, err
 	}
 	if nc.Type == "" {
 		return nil, fieldErr("type", "missing plugin type")
@@ -168,14 +165,6 @@ func ParseConfig(data []byte) (*Config, error) {
 	if nc.IsGateway != nil && !*nc.IsGateway {
 		return nil, fieldErr("isGateway", "must be true: the bridge always holds the gateway address")
 	}
-	dd := nc.DataDir
-	if dd == "" {
-		dd = DefaultDataDir
-	}
-	if !filepath.IsAbs(dd) {
-		return nil, fieldErr("dataDir", "must be an absolute path, got %q", dd)
-	}
-	c.DataDir = filepath.Join(filepath.Clean(dd), nc.Name)
 
 	if err := c.parseRanges(&nc); err != nil {
 		return nil, err
@@ -193,6 +182,50 @@ func ParseConfig(data []byte) (*Config, error) {
 		if err := c.parseRuntimeConfig(nc.RuntimeConfig); err != nil {
 			return nil, err
 		}
+	}
+	return c, nil
+}
+
+// setNameAndDataDir validates the network name and the data directory,
+// the two keys that locate a network's state on disk.
+func (c *Config) setNameAndDataDir(name, dataDir string) error {
+	if name == "" {
+		return fieldErr("name", "missing network name")
+	}
+	if strings.ContainsAny(name, "/\\") || name == "." || name == ".." {
+		return fieldErr("name", "invalid network name %q", name)
+	}
+	if dataDir == "" {
+		dataDir = DefaultDataDir
+	}
+	if !filepath.IsAbs(dataDir) {
+		return fieldErr("dataDir", "must be an absolute path, got %q", dataDir)
+	}
+	c.Name = name
+	c.DataDir = filepath.Join(filepath.Clean(dataDir), name)
+	return nil
+}
+
+// ParseTeardownConfig reads only what DEL and GC need: the network name,
+// dataDir and (for GC) cni.dev/valid-attachments. Every other key is
+// ignored, however wrong, because teardown works from the attachment
+// records: a config broken while pods run must not strand them. The
+// returned Config has only CNIVersion, Name, DataDir and
+// Raw.ValidAttachments set.
+func ParseTeardownConfig(data []byte) (*Config, error) {
+	var tc struct {
+		CNIVersion       string               `json:"cniVersion"`
+		Name             string               `json:"name"`
+		DataDir          string               `json:"dataDir"`
+		ValidAttachments []types.GCAttachment `json:"cni.dev/valid-attachments"`
+	}
+	if err := json.Unmarshal(data, &tc); err != nil {
+		return nil, decodeErr(err)
+	}
+	c := &Config{CNIVersion: tc.CNIVersion}
+	c.Raw.ValidAttachments = tc.ValidAttachments
+	if err := c.setNameAndDataDir(tc.Name, tc.DataDir); err != nil {
+		return nil, err
 	}
 	return c, nil
 }

@@ -112,3 +112,29 @@ func TestParseConfigNonMasquerade(t *testing.T) {
 		t.Fatalf("NonMasq %s", got)
 	}
 }
+
+func TestParseTeardownConfig(t *testing.T) {
+	c, err := ParseTeardownConfig([]byte(conf(`"subnet":"10.0.0/33","mtu":"x","foo":1,"dataDir":"/run/x","cni.dev/valid-attachments":[{"containerID":"a","ifname":"eth0"}]`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Name != "net1" || c.DataDir != "/run/x/net1" || len(c.Raw.ValidAttachments) != 1 || c.Raw.ValidAttachments[0].ContainerID != "a" {
+		t.Fatalf("got %+v", c)
+	}
+	if c, err := ParseTeardownConfig([]byte(conf(``))); err != nil || c.DataDir != DefaultDataDir+"/net1" {
+		t.Fatalf("default dataDir: %+v %v", c, err)
+	}
+	for _, tc := range []struct{ in, msg string }{
+		{`{"cniVersion":"1.1.0","type":"podnet-cni"}`, `config field "name": missing`},
+		{`{"name":"../x"}`, `config field "name": invalid network name`},
+		{conf(`"dataDir":"rel"`), `config field "dataDir": must be an absolute path`},
+		{conf(`"dataDir":7`), `config field "dataDir": want a string`},
+		{conf(`"cni.dev/valid-attachments":"all"`), `config field "cni.dev/valid-attachments": want a list`},
+	} {
+		_, err := ParseTeardownConfig([]byte(tc.in))
+		var e *types.Error
+		if !errors.As(err, &e) || e.Code != 7 || !strings.Contains(e.Msg, tc.msg) {
+			t.Errorf("%s: got %v, want code 7 containing %q", tc.in, err, tc.msg)
+		}
+	}
+}
