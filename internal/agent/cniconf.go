@@ -7,18 +7,42 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
+
+	"github.com/podnet/podnet/internal/cni"
 )
 
 // ConfListName is the file the agent writes in the CNI config directory.
 const ConfListName = "10-podnet.conflist"
 
+// DefaultCNIVersion is the conflist's cniVersion unless told otherwise:
+// the newest that every current runtime accepts. containerd 1.6 and 1.7
+// (libcni 1.1) reject a 1.1.0 result; containerd 2.x and CRI-O take 1.0.0
+// as well as 1.1.0.
+const DefaultCNIVersion = "1.0.0"
+
+// CNIVersions are the cniVersions podnet-cni supports, oldest first.
+var CNIVersions = cni.SupportedVersions
+
+// CheckCNIVersion reports whether podnet-cni supports v.
+func CheckCNIVersion(v string) error {
+	for _, s := range CNIVersions {
+		if v == s {
+			return nil
+		}
+	}
+	return fmt.Errorf("cniVersion %q is not supported by podnet-cni: want one of %s", v, strings.Join(CNIVersions, ", "))
+}
+
 // NetworkConfig is what the agent tells the CNI plugin about its node.
 type NetworkConfig struct {
-	Name    string // network name, "podnet"
-	Bridge  string
-	PodCIDR string // this node's pod range
-	MTU     int    // 0: the kernel default
-	DataDir string // the plugin's IPAM directory
+	Name string // network name, "podnet"
+	// CNIVersion is the conflist's cniVersion (default DefaultCNIVersion).
+	CNIVersion string
+	Bridge     string
+	PodCIDR    string // this node's pod range
+	MTU        int    // 0: the kernel default
+	DataDir    string // the plugin's IPAM directory
 	// NonMasqueradeCIDRs are reached with the pod's own address (the
 	// cluster CIDR: pods on other nodes see the sender's pod IP).
 	NonMasqueradeCIDRs []string
@@ -28,6 +52,12 @@ type NetworkConfig struct {
 func ConfList(c NetworkConfig) ([]byte, error) {
 	if c.Name == "" {
 		c.Name = "podnet"
+	}
+	if c.CNIVersion == "" {
+		c.CNIVersion = DefaultCNIVersion
+	}
+	if err := CheckCNIVersion(c.CNIVersion); err != nil {
+		return nil, err
 	}
 	plugin := map[string]any{
 		"type":         "podnet-cni",
@@ -50,7 +80,7 @@ func ConfList(c NetworkConfig) ([]byte, error) {
 		delete(plugin, "bridge")
 	}
 	conf := map[string]any{
-		"cniVersion": "1.1.0",
+		"cniVersion": c.CNIVersion,
 		"name":       c.Name,
 		"plugins":    []any{plugin},
 	}

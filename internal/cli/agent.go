@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -35,6 +36,7 @@ type agentFlags struct {
 	cniConfDir string
 	cniBinDir  string
 	cniDataDir string
+	cniVersion string
 	bridge     string
 	mtu        int
 	netns      string
@@ -50,6 +52,7 @@ func (f *agentFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.cniConfDir, "cni-conf-dir", "/etc/cni/net.d", "where the node's conflist is written")
 	fl.StringVar(&f.cniBinDir, "cni-bin-dir", "/opt/cni/bin", "where CNI plugins are found; podnet-cni is installed here if missing")
 	fl.StringVar(&f.cniDataDir, "cni-data-dir", cni.DefaultDataDir, "the CNI plugin's IPAM state directory")
+	fl.StringVar(&f.cniVersion, "cni-version", agent.DefaultCNIVersion, "cniVersion of the conflist written, one of "+strings.Join(agent.CNIVersions, ", ")+": the newest the node's container runtime takes (containerd 1.6/1.7 take up to 1.0.0; 1.1.0 needs libcni 1.2+, e.g. containerd 2.x)")
 	fl.StringVar(&f.bridge, "bridge", cni.DefaultBridge, "the node's pod bridge")
 	fl.IntVar(&f.mtu, "mtu", 0, "pod interface MTU (0: the overlay's, the underlay's minus 50 with vxlan)")
 	fl.StringVar(&f.netns, "netns", "", "the named network namespace this node runs in, when it is one (a local cluster's node); empty on a real host")
@@ -61,6 +64,9 @@ func newAgentFromFlags(ctx context.Context, g *globals, f *agentFlags, s *store.
 	log := g.logger()
 	if f.nodeName == "" {
 		return nil, fmt.Errorf("--node-name is required")
+	}
+	if err := agent.CheckCNIVersion(f.cniVersion); err != nil {
+		return nil, fmt.Errorf("--cni-version: %w", err)
 	}
 	if f.podCIDR != "" {
 		if _, err := netip.ParsePrefix(f.podCIDR); err != nil {
@@ -107,7 +113,7 @@ func newAgentFromFlags(ctx context.Context, g *globals, f *agentFlags, s *store.
 		}
 		mtu = f.mtu
 	}
-	conf, err := agent.ConfList(agent.NetworkConfig{Bridge: f.bridge, PodCIDR: reg.PodCIDR, MTU: mtu, DataDir: f.cniDataDir,
+	conf, err := agent.ConfList(agent.NetworkConfig{CNIVersion: f.cniVersion, Bridge: f.bridge, PodCIDR: reg.PodCIDR, MTU: mtu, DataDir: f.cniDataDir,
 		NonMasqueradeCIDRs: []string{reg.Cluster.ClusterCIDR}})
 	if err != nil {
 		return nil, err
@@ -116,7 +122,7 @@ func newAgentFromFlags(ctx context.Context, g *globals, f *agentFlags, s *store.
 	if _, err := agent.WriteFileAtomic(confPath, conf, 0o644); err != nil {
 		return nil, fmt.Errorf("write CNI config: %w", err)
 	}
-	log.Info("CNI configured", "conflist", confPath, "podCIDR", f.podCIDR, "bridge", f.bridge)
+	log.Info("CNI configured", "conflist", confPath, "cniVersion", f.cniVersion, "podCIDR", f.podCIDR, "bridge", f.bridge)
 	// Heal or upgrade the node's nftables table before pods need it; the
 	// plugin's fast path only adds elements to an intact table.
 	if dp, err := nft.NewExec(); err != nil {

@@ -27,6 +27,8 @@ func TestSpecValidate(t *testing.T) {
 		{Spec{Backend: "udp"}, "--backend"},
 		{Spec{ClusterCIDR: "10.244.0.1/16"}, "--cluster-cidr"},
 		{Spec{ClusterCIDR: "10.244.0.0/24"}, "--cluster-cidr"},
+		{Spec{CNIVersion: "1.1.0"}, ""},
+		{Spec{CNIVersion: "1.2.0"}, "--cni-version"},
 	}
 	for _, c := range cases {
 		s := c.spec
@@ -377,5 +379,24 @@ func TestProcessMatcherEtcd(t *testing.T) {
 	}
 	if err := other.Process.Signal(syscall.Signal(0)); err != nil {
 		t.Errorf("the other etcd was touched: %v", err)
+	}
+}
+
+func TestNewRecordCNIVersion(t *testing.T) {
+	r, err := NewRecord(Spec{Name: "c", Nodes: 2, CNIVersion: "1.1.0"}, t.TempDir(), "/opt/podnet/podnet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range r.Agents {
+		if args := strings.Join(a.Args, " "); !strings.Contains(args, "--cni-version 1.1.0") {
+			t.Errorf("agent args lack --cni-version: %s", args)
+		}
+	}
+	r, err = NewRecord(Spec{Name: "c", Nodes: 1}, t.TempDir(), "/opt/podnet/podnet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if args := strings.Join(r.Agents[0].Args, " "); strings.Contains(args, "--cni-version") {
+		t.Errorf("agent args without a version: %s", args)
 	}
 }

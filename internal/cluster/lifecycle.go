@@ -189,6 +189,10 @@ func NewRecord(spec Spec, parent, binary string) (*Record, error) {
 			},
 			Log: filepath.Join(nd, "agent.log"), PIDFile: filepath.Join(nd, "agent.pid"),
 		})
+		if spec.CNIVersion != "" {
+			a := &r.Agents[len(r.Agents)-1]
+			a.Args = append(a.Args, "--cni-version", spec.CNIVersion)
+		}
 	}
 	return r, nil
 }

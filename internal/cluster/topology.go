@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"regexp"
 
+	"github.com/podnet/podnet/internal/agent"
 	"github.com/podnet/podnet/internal/api"
 )
 
@@ -19,6 +20,9 @@ type Spec struct {
 	// that many members (Debian's etcd, one host each) instead of the
 	// server's embedded etcd; the server then runs only the controllers.
 	EtcdMembers int `json:"etcdMembers,omitempty"`
+	// CNIVersion is passed to every agent as --cni-version (empty: the
+	// agent's default).
+	CNIVersion string `json:"cniVersion,omitempty"`
 }
 
 // Limits of a Spec.
@@ -88,6 +92,11 @@ func (s *Spec) Validate() error {
 	}
 	if s.EtcdMembers < 0 || s.EtcdMembers > MaxEtcdMembers {
 		return fmt.Errorf("--etcd-members %d: want 1 to %d (or 0: the server's embedded etcd)", s.EtcdMembers, MaxEtcdMembers)
+	}
+	if s.CNIVersion != "" {
+		if err := agent.CheckCNIVersion(s.CNIVersion); err != nil {
+			return fmt.Errorf("--cni-version: %w", err)
+		}
 	}
 	return nil
 }

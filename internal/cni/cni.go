@@ -51,6 +51,9 @@ const (
 	ErrAddressTaken   uint = 102 // a requested address (ips capability) is held by another attachment
 )
 
+// SupportedVersions are the cniVersions the plugin takes, oldest first.
+var SupportedVersions = []string{"0.4.0", "1.0.0", "1.1.0"}
+
 // LockTimeout bounds the wait for the network's state lock; past it the
 // plugin answers code 11 (try again later).
 const LockTimeout = 30 * time.Second
@@ -67,7 +70,7 @@ func Main() {
 		Check:  cmdCheck,
 		Status: cmdStatus,
 		GC:     cmdGC,
-	}, version.PluginSupports("0.4.0", "1.0.0", "1.1.0"), "podnet-cni: podnet's bridge, IPAM and nftables CNI plugin")
+	}, version.PluginSupports(SupportedVersions...), "podnet-cni: podnet's bridge, IPAM and nftables CNI plugin")
 }
 
 var log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
