@@ -38,7 +38,14 @@ func defaultNamespace(ns *corev1.Namespace) {
 // DefaultPod fills the fields the Kubernetes API server would default and
 // podnet reads.
 func DefaultPod(p *corev1.Pod) {
-	s := &p.Spec
+	defaultPodSpec(&p.Spec)
+	if p.Status.Phase == "" {
+		p.Status.Phase = corev1.PodPending
+	}
+}
+
+// defaultPodSpec fills a pod spec's defaults (of a pod or a pod template).
+func defaultPodSpec(s *corev1.PodSpec) {
 	if s.RestartPolicy == "" {
 		s.RestartPolicy = corev1.RestartPolicyAlways
 	}
@@ -68,8 +75,5 @@ func DefaultPod(p *corev1.Pod) {
 		if c.ImagePullPolicy == "" {
 			c.ImagePullPolicy = corev1.PullIfNotPresent
 		}
-	}
-	if p.Status.Phase == "" {
-		p.Status.Phase = corev1.PodPending
 	}
 }

@@ -7,7 +7,10 @@
 // podnet uses, and validates them, returning field paths such as
 // `spec.containers[0].ports[1].hostPort`.
 //
-// Kinds are registered in a table (kinds.go); adding Node, Service,
-// EndpointSlice or Ingress means adding a row plus its default and validate
+// Kinds are registered in a table (kinds.go): Namespace, Pod, Node,
+// Service, EndpointSlice, Deployment and ReplicaSet. A row carries the
+// kind's defaulting and validation (Kubernetes' rules, per kind in
+// service.go, endpointslice.go, deployment.go; pod templates share the pod
+// spec checks of validate.go). Adding a kind means adding a row plus its
 // functions.
 package api

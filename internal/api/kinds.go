@@ -33,6 +33,9 @@ type Kind struct {
 	// ValidateUpdate checks an update of old to new; nil means any change
 	// that passes Validate is allowed.
 	ValidateUpdate func(old, new Object) field.ErrorList
+	// NameIsLabel: metadata.name must be a DNS-1035 label (Services) rather
+	// than a DNS-1123 subdomain.
+	NameIsLabel bool
 }
 
 // GroupResource names the kind in errors, as Kubernetes does ("pods").
@@ -42,13 +45,14 @@ func (k *Kind) GroupResource() schema.GroupResource {
 
 var kinds = []*Kind{
 	{
-		GVK:        corev1.SchemeGroupVersion.WithKind("Namespace"),
-		Resource:   "namespaces",
-		Aliases:    []string{"namespace", "ns"},
-		Namespaced: false,
-		New:        func() Object { return &corev1.Namespace{} },
-		Default:    func(o Object) { defaultNamespace(o.(*corev1.Namespace)) },
-		Validate:   func(o Object) field.ErrorList { return validateNamespace(o.(*corev1.Namespace)) },
+		GVK:         corev1.SchemeGroupVersion.WithKind("Namespace"),
+		Resource:    "namespaces",
+		Aliases:     []string{"namespace", "ns"},
+		Namespaced:  false,
+		New:         func() Object { return &corev1.Namespace{} },
+		Default:     func(o Object) { defaultNamespace(o.(*corev1.Namespace)) },
+		Validate:    func(o Object) field.ErrorList { return validateNamespace(o.(*corev1.Namespace)) },
+		NameIsLabel: true,
 	},
 	{
 		GVK:        corev1.SchemeGroupVersion.WithKind("Pod"),
@@ -85,6 +89,7 @@ var kinds = []*Kind{
 		ValidateUpdate: func(old, new Object) field.ErrorList {
 			return validateServiceUpdate(old.(*corev1.Service), new.(*corev1.Service))
 		},
+		NameIsLabel: true,
 	},
 	{
 		GVK:        discoveryv1.SchemeGroupVersion.WithKind("EndpointSlice"),
@@ -94,6 +99,9 @@ var kinds = []*Kind{
 		New:        func() Object { return &discoveryv1.EndpointSlice{} },
 		Default:    func(o Object) { DefaultEndpointSlice(o.(*discoveryv1.EndpointSlice)) },
 		Validate:   func(o Object) field.ErrorList { return ValidateEndpointSlice(o.(*discoveryv1.EndpointSlice)) },
+		ValidateUpdate: func(old, new Object) field.ErrorList {
+			return validateEndpointSliceUpdate(old.(*discoveryv1.EndpointSlice), new.(*discoveryv1.EndpointSlice))
+		},
 	},
 	{
 		GVK:        appsv1.SchemeGroupVersion.WithKind("Deployment"),
@@ -103,6 +111,9 @@ var kinds = []*Kind{
 		New:        func() Object { return &appsv1.Deployment{} },
 		Default:    func(o Object) { DefaultDeployment(o.(*appsv1.Deployment)) },
 		Validate:   func(o Object) field.ErrorList { return ValidateDeployment(o.(*appsv1.Deployment)) },
+		ValidateUpdate: func(old, new Object) field.ErrorList {
+			return validateDeploymentUpdate(old.(*appsv1.Deployment), new.(*appsv1.Deployment))
+		},
 	},
 	{
 		GVK:        appsv1.SchemeGroupVersion.WithKind("ReplicaSet"),
@@ -112,6 +123,9 @@ var kinds = []*Kind{
 		New:        func() Object { return &appsv1.ReplicaSet{} },
 		Default:    func(o Object) { DefaultReplicaSet(o.(*appsv1.ReplicaSet)) },
 		Validate:   func(o Object) field.ErrorList { return ValidateReplicaSet(o.(*appsv1.ReplicaSet)) },
+		ValidateUpdate: func(old, new Object) field.ErrorList {
+			return validateReplicaSetUpdate(old.(*appsv1.ReplicaSet), new.(*appsv1.ReplicaSet))
+		},
 	},
 }
 

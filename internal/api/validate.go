@@ -23,6 +23,10 @@ func validateMeta(k *Kind, o Object) field.ErrorList {
 		for _, m := range utilvalidation.IsDNS1123Label(name) {
 			errs = append(errs, field.Invalid(p.Child("name"), name, m))
 		}
+	case k.NameIsLabel:
+		for _, m := range utilvalidation.IsDNS1035Label(name) {
+			errs = append(errs, field.Invalid(p.Child("name"), name, m))
+		}
 	default:
 		for _, m := range utilvalidation.IsDNS1123Subdomain(name) {
 			errs = append(errs, field.Invalid(p.Child("name"), name, m))
@@ -53,13 +57,17 @@ var supportedFieldRefs = sets.New("metadata.name", "metadata.namespace", "metada
 
 // ValidatePod checks the parts of a pod podnet runs.
 func ValidatePod(p *corev1.Pod) field.ErrorList {
+	return validatePodSpec(&p.Spec, p.Annotations, field.NewPath("metadata", "annotations"), field.NewPath("spec"))
+}
+
+// validatePodSpec checks a pod's spec (of a pod or of a pod template);
+// annotations are the pod's (or the template's), at annPath.
+func validatePodSpec(s *corev1.PodSpec, annotations map[string]string, annPath, spec *field.Path) field.ErrorList {
 	var errs field.ErrorList
-	spec := field.NewPath("spec")
-	s := &p.Spec
-	if v, ok := p.Annotations[AnnotationNetwork]; ok && v != NetworkNone && v != NetworkBridge {
-		errs = append(errs, field.NotSupported(field.NewPath("metadata", "annotations").Key(AnnotationNetwork), v, []string{NetworkBridge, NetworkNone}))
+	if v, ok := annotations[AnnotationNetwork]; ok && v != NetworkNone && v != NetworkBridge {
+		errs = append(errs, field.NotSupported(annPath.Key(AnnotationNetwork), v, []string{NetworkBridge, NetworkNone}))
 	}
-	if s.HostNetwork && p.Annotations[AnnotationNetwork] == NetworkNone {
+	if s.HostNetwork && annotations[AnnotationNetwork] == NetworkNone {
 		errs = append(errs, field.Invalid(spec.Child("hostNetwork"), true, "cannot be combined with annotation "+AnnotationNetwork+": none"))
 	}
 	if len(s.Containers) == 0 {
