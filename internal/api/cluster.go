@@ -120,6 +120,18 @@ func (c *ClusterConfig) Validate() error {
 			return fmt.Errorf("serviceCIDR %s overlaps clusterCIDR %s", sp, p)
 		}
 	}
+	if c.LoadBalancerRange != "" {
+		r, err := ParseAddrRange(c.LoadBalancerRange)
+		if err != nil {
+			return fmt.Errorf("loadBalancerRange: %w", err)
+		}
+		if r.Overlaps(p) {
+			return fmt.Errorf("loadBalancerRange %s overlaps clusterCIDR %s", r, p)
+		}
+		if sp, err := netip.ParsePrefix(c.ServiceCIDR); err == nil && r.Overlaps(sp) {
+			return fmt.Errorf("loadBalancerRange %s overlaps serviceCIDR %s", r, sp)
+		}
+	}
 	if c.PodEvictionTimeout.Duration < 0 {
 		return fmt.Errorf("podEvictionTimeout %s: must not be negative", c.PodEvictionTimeout)
 	}

@@ -10,6 +10,8 @@
 //   - scheduler (scheduler.go): binds pods without spec.nodeName to the
 //     Ready node with the fewest pods that matches their nodeSelector, or
 //     leaves them Pending with PodScheduled=False, reason Unschedulable.
+//   - load balancer (loadbalancer.go): gives type LoadBalancer Services an
+//     address from the cluster's pool (lbipam) in status.loadBalancer.
 //
 // Each loop reconciles from a fresh list on a short period and at once on
 // a watch event, so a missed event costs at most one period.
@@ -83,6 +85,7 @@ func NewManager(cfg Config) *Manager {
 		cfg.Loops = []Loop{
 			NewNodeLifecycle(cfg.Store, log, cfg.Resync),
 			NewScheduler(cfg.Store, log, cfg.Resync),
+			NewLoadBalancer(cfg.Store, log, cfg.Resync),
 		}
 	}
 	return &Manager{cfg: cfg, log: log}

@@ -15,7 +15,8 @@ const ClusterConfigKey = "/podnet/config/cluster"
 // EnsureClusterConfig stores want if the cluster has no configuration yet
 // and returns what is stored. A stored configuration wins: changing the
 // cluster CIDR, node mask size or backend of a running cluster is refused
-// with an error naming the field; a new node grace period is taken.
+// with an error naming the field; a new node grace period is taken, and a
+// new load-balancer range (an empty one keeps the stored range).
 func (s *Store) EnsureClusterConfig(ctx context.Context, want api.ClusterConfig) (api.ClusterConfig, error) {
 	want.Default()
 	if err := want.Validate(); err != nil {
@@ -48,7 +49,12 @@ func (s *Store) EnsureClusterConfig(ctx context.Context, want api.ClusterConfig)
 	case have.Backend != want.Backend:
 		return have, fmt.Errorf("cluster config: backend is %s in the store; it cannot change to %s", have.Backend, want.Backend)
 	}
-	if have.NodeGracePeriod != want.NodeGracePeriod {
+	// The load-balancer pool may change (the controller moves Services
+	// out of addresses it no longer holds); omitted, the stored one stays.
+	if want.LoadBalancerRange == "" {
+		want.LoadBalancerRange = have.LoadBalancerRange
+	}
+	if have.NodeGracePeriod != want.NodeGracePeriod || have.LoadBalancerRange != want.LoadBalancerRange {
 		if _, err := s.c.Put(ctx, ClusterConfigKey, string(val)); err != nil {
 			return have, fmt.Errorf("cluster config: %w", err)
 		}
