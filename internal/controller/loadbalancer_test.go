@@ -132,8 +132,9 @@ func TestLoadBalancerAllocation(t *testing.T) {
 	}
 	// Type change to ClusterIP releases the address and clears the status.
 	if _, err := s.Mutate(context.Background(), serviceKind, "default", "b", func(o api.Object) error {
-		o.(*corev1.Service).Spec.Type = corev1.ServiceTypeClusterIP
-		o.(*corev1.Service).Spec.LoadBalancerIP = ""
+		sp := &o.(*corev1.Service).Spec
+		sp.Type, sp.LoadBalancerIP = corev1.ServiceTypeClusterIP, ""
+		sp.ExternalTrafficPolicy, sp.AllocateLoadBalancerNodePorts = "", nil
 		return nil
 	}); err != nil {
 		t.Fatal(err)
