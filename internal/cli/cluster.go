@@ -87,6 +87,7 @@ func newClusterCreate(g *globals) *cobra.Command {
 	f.BoolVar(&spec.TwoSubnets, "two-subnets", false, "put even nodes on a second subnet (192.168.251.0/24) behind a router")
 	f.StringVar(&spec.ClusterCIDR, "cluster-cidr", "10.244.0.0/16", "the pod network, split into per-node ranges")
 	f.BoolVar(&externalEtcd, "external-etcd", false, "keep the store in an external 3-member etcd cluster (Debian's etcd, hosts etcd1..3 on the underlay) instead of the server's embedded etcd")
+	f.StringVar(&spec.LBRange, "lb-range", cluster.DefaultLBRange, "the load-balancer pool (first-last or a CIDR) on the outside host's segment 192.168.250.0/24")
 	f.StringVar(&spec.CNIVersion, "cni-version", "", "cniVersion of each node's conflist, passed to every agent (default: the agent's, 1.0.0)")
 	f.IntVar(&spec.EtcdMembers, "etcd-members", 0, "members of the external etcd cluster (implies --external-etcd; 0: the server's embedded etcd)")
 	f.StringVar(&dir, "dir", "", "parent of the cluster's directory (env "+cluster.DirEnv+", default "+cluster.DefaultDir+")")

@@ -400,3 +400,24 @@ func TestNewRecordCNIVersion(t *testing.T) {
 		t.Errorf("agent args without a version: %s", args)
 	}
 }
+
+func TestSpecLBRange(t *testing.T) {
+	for in, want := range map[string]string{
+		"":                                "",
+		"192.168.250.100/30":              "",
+		"192.168.250.12-192.168.250.20":   "overlaps the hosts' addresses 192.168.250.1-192.168.250.13",
+		"192.168.251.200-192.168.251.210": "outside host's segment",
+		"bad":                             "--lb-range",
+	} {
+		s := Spec{LBRange: in}
+		s.Default()
+		err := s.Validate()
+		if want == "" && err != nil || want != "" && (err == nil || !strings.Contains(err.Error(), want)) {
+			t.Errorf("--lb-range %q: %v, want %q", in, err, want)
+		}
+	}
+	r, err := NewRecord(Spec{Name: "c"}, t.TempDir(), "/opt/podnet/podnet")
+	if err != nil || !strings.Contains(strings.Join(r.Server.Args, " "), "--lb-range "+DefaultLBRange) {
+		t.Fatalf("server args %v %v", r.Server.Args, err)
+	}
+}

@@ -172,7 +172,7 @@ func NewRecord(spec Spec, parent, binary string) (*Record, error) {
 		// Only the controllers: the store is the members'.
 		r.Server.Args = []string{binary, "server", "--etcd-endpoints", ep}
 	}
-	r.Server.Args = append(r.Server.Args, "--backend", spec.Backend, "--cluster-cidr", spec.ClusterCIDR)
+	r.Server.Args = append(r.Server.Args, "--backend", spec.Backend, "--cluster-cidr", spec.ClusterCIDR, "--lb-range", spec.LBRange)
 	for _, h := range t.Nodes() {
 		nd := r.NodeDir(h.Name)
 		r.Agents = append(r.Agents, Proc{

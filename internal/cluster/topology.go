@@ -23,6 +23,12 @@ type Spec struct {
 	// CNIVersion is passed to every agent as --cni-version (empty: the
 	// agent's default).
 	CNIVersion string `json:"cniVersion,omitempty"`
+	// LBRange is the load-balancer pool passed to the server as
+	// --lb-range: by default DefaultLBRange, on the outside host's
+	// segment (subnet A) and clear of the router (.1), control plane
+	// (.2), outside (.3), etcd members (.4-.8) and nodes (.11-.210 with
+	// MaxNodes; a range overlapping node addresses is refused).
+	LBRange string `json:"lbRange,omitempty"`
 }
 
 // Limits of a Spec.
@@ -72,6 +78,9 @@ func (s *Spec) Default() {
 	if s.ClusterCIDR == "" {
 		s.ClusterCIDR = "10.244.0.0/16"
 	}
+	if s.LBRange == "" {
+		s.LBRange = DefaultLBRange
+	}
 }
 
 // Validate checks the spec; errors name the flag.
@@ -92,6 +101,17 @@ func (s *Spec) Validate() error {
 	}
 	if s.EtcdMembers < 0 || s.EtcdMembers > MaxEtcdMembers {
 		return fmt.Errorf("--etcd-members %d: want 1 to %d (or 0: the server's embedded etcd)", s.EtcdMembers, MaxEtcdMembers)
+	}
+	r, err := api.ParseAddrRange(s.LBRange)
+	if err != nil {
+		return fmt.Errorf("--lb-range: %w", err)
+	}
+	if !subnetA.Contains(r.First) || !subnetA.Contains(r.Last) {
+		return fmt.Errorf("--lb-range %s: want addresses of the outside host's segment %s, so outside reaches them on L2", r, subnetA)
+	}
+	first, last := hostAddr(subnetA, 1).Addr(), hostAddr(subnetA, 10+s.Nodes).Addr()
+	if !r.Last.Less(first) && !last.Less(r.First) {
+		return fmt.Errorf("--lb-range %s: overlaps the hosts' addresses %s-%s", r, first, last)
 	}
 	if s.CNIVersion != "" {
 		if err := agent.CheckCNIVersion(s.CNIVersion); err != nil {
@@ -152,6 +172,9 @@ func EtcdMemberName(i int) string { return fmt.Sprintf("etcd%d", i) }
 
 // NodeName is the name of the cluster's i-th node (from 1).
 func NodeName(cluster string, i int) string { return fmt.Sprintf("%s-n%d", cluster, i) }
+
+// DefaultLBRange is a local cluster's load-balancer pool.
+const DefaultLBRange = "192.168.250.200-192.168.250.250"
 
 var (
 	subnetA = netip.MustParsePrefix("192.168.250.0/24")
