@@ -15,6 +15,9 @@ import (
 // ConfListName is the file the agent writes in the CNI config directory.
 const ConfListName = "10-podnet.conflist"
 
+// DefaultNetworkName is the conflist's network name unless one is given.
+const DefaultNetworkName = "podnet"
+
 // DefaultCNIVersion is the conflist's cniVersion unless told otherwise:
 // the newest that every current runtime accepts. containerd 1.6 and 1.7
 // (libcni 1.1) reject a 1.1.0 result; containerd 2.x and CRI-O take 1.0.0
@@ -36,7 +39,7 @@ func CheckCNIVersion(v string) error {
 
 // NetworkConfig is what the agent tells the CNI plugin about its node.
 type NetworkConfig struct {
-	Name string // network name, "podnet"
+	Name string // network name, DefaultNetworkName if empty
 	// CNIVersion is the conflist's cniVersion (default DefaultCNIVersion).
 	CNIVersion string
 	Bridge     string
@@ -51,7 +54,7 @@ type NetworkConfig struct {
 // ConfList renders the node's conflist for podnet-cni (see docs/cni.md).
 func ConfList(c NetworkConfig) ([]byte, error) {
 	if c.Name == "" {
-		c.Name = "podnet"
+		c.Name = DefaultNetworkName
 	}
 	if c.CNIVersion == "" {
 		c.CNIVersion = DefaultCNIVersion

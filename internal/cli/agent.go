@@ -129,6 +129,12 @@ func newAgentFromFlags(ctx context.Context, g *globals, f *agentFlags, s *store.
 		return nil, err
 	} else if err := dp.Ensure(ctx); err != nil {
 		return nil, err
+	} else if n, err := cni.RestoreDatapath(ctx, f.cniDataDir, agent.DefaultNetworkName, dp); err != nil {
+		// Pods whose elements could not be restored still run; the error
+		// names them. Refusing to start would help none of them.
+		log.Error("restore pods' nftables elements", "err", err, "restored", n)
+	} else if n > 0 {
+		log.Info("pods' nftables elements restored from the CNI records", "attachments", n)
 	}
 	mgr, err := sandbox.New(sandbox.Config{
 		NodeName:        f.nodeName,

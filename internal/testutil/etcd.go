@@ -117,8 +117,8 @@ type etcdMember struct {
 	exited                  chan struct{}
 }
 
-// EtcdBinary returns the path of Debian's etcd server, skipping the test
-// if it is not installed.
+// EtcdBinary returns the path of Debian's etcd server. If it is not
+// installed the test is skipped, or under CI=true fails.
 func EtcdBinary(t testing.TB) string {
 	t.Helper()
 	for _, p := range []string{os.Getenv("PODNET_ETCD_BIN"), "/usr/bin/etcd"} {
@@ -131,7 +131,7 @@ func EtcdBinary(t testing.TB) string {
 	if p, err := exec.LookPath("etcd"); err == nil {
 		return p
 	}
-	t.Skip("etcd not installed (Debian package etcd-server; scripts/deps.sh installs it)")
+	SkipOrFail(t, "etcd not installed (Debian package etcd-server; scripts/deps.sh installs it)")
 	return ""
 }
 
@@ -300,7 +300,7 @@ func tail(b []byte) string {
 
 // UseExternalEtcd makes every testutil.Store(t) in this test (and its
 // subtests) a 3-member cluster of Debian's etcd. It skips in -short mode and
-// fails if etcd is not installed.
+// skips, or under CI=true fails, if etcd is not installed.
 func UseExternalEtcd(t *testing.T) {
 	t.Helper()
 	if testing.Short() {

@@ -19,14 +19,32 @@ import (
 	"github.com/podnet/podnet/internal/netns"
 )
 
-// RequireRoot skips the test unless it runs as root and not in -short mode.
+// CI reports whether the tests run in CI (CI=true, as `make test` in CI
+// sets it). There a missing prerequisite is a failure, not a skip.
+func CI() bool {
+	v := strings.ToLower(os.Getenv("CI"))
+	return v == "true" || v == "1"
+}
+
+// SkipOrFail skips the test with reason, or fails it under CI=true, where
+// nothing the suite needs may be missing.
+func SkipOrFail(t testing.TB, reason string) {
+	t.Helper()
+	if CI() {
+		t.Fatalf("%s (CI=true: a missing prerequisite fails the test)", reason)
+	}
+	t.Skip(reason)
+}
+
+// RequireRoot skips the test in -short mode, and unless it runs as root;
+// under CI=true not being root fails the test instead.
 func RequireRoot(t testing.TB) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("integration test: skipped in -short mode")
 	}
 	if os.Geteuid() != 0 {
-		t.Skip("integration test: needs root")
+		SkipOrFail(t, "integration test: needs root")
 	}
 }
 

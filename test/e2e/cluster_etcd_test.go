@@ -175,5 +175,5 @@ func TestClusterExternalEtcdCreateFailure(t *testing.T) {
 	}
 	t.Logf("create failed as it should: %v\n%s", err, progress.String())
 	c := &localCluster{t: t, bin: bin, name: name, config: filepath.Join(t.TempDir(), "config"), parent: filepath.Dir(r.Dir)}
-	c.assertGone(nil)
+	c.assertGone(nil, snapshot{})
 }

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,10 +17,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/podnet/podnet/internal/agent"
 	"github.com/podnet/podnet/internal/api"
 	"github.com/podnet/podnet/internal/cluster"
 	"github.com/podnet/podnet/internal/netns"
 	"github.com/podnet/podnet/internal/sandbox"
+	"github.com/podnet/podnet/internal/store"
 	"github.com/podnet/podnet/internal/testutil"
 	corev1 "k8s.io/api/core/v1"
 )
@@ -55,11 +58,17 @@ type clusterOpts struct {
 	nodes      int
 	backend    string
 	twoSubnets bool
-	// externalEtcd: the store is a 3-member Debian etcd cluster.
+	// externalEtcd: the store is a 3-member Debian etcd cluster (always,
+	// in the external-etcd pass).
 	externalEtcd bool
 	// allowFail: return the failed cluster (rec nil) instead of failing.
 	allowFail bool
 }
+
+// externalEtcdPass: PODNET_TEST_ETCD=external, the second pass of `make
+// test`, runs every cluster of this package on an external 3-member etcd
+// (`cluster create --external-etcd`) instead of the server's embedded one.
+func externalEtcdPass() bool { return os.Getenv(testutil.EnvTestEtcd) == "external" }
 
 // newLocalCluster creates a cluster and registers its deletion, and the
 // check that nothing of it is left, in t.Cleanup.
@@ -75,8 +84,11 @@ func newLocalCluster(t *testing.T, o clusterOpts) (*localCluster, string, error)
 	if o.twoSubnets {
 		args = append(args, "--two-subnets")
 	}
+	if externalEtcdPass() {
+		o.externalEtcd = true
+	}
 	if o.externalEtcd {
-		testutil.EtcdBinary(t) // skips without Debian's etcd-server
+		testutil.EtcdBinary(t) // skips without Debian's etcd-server (fails under CI=true)
 		args = append(args, "--external-etcd")
 	}
 	t.Cleanup(c.delete)
@@ -174,10 +186,11 @@ func (c *localCluster) delete() {
 		}
 	}
 	pods := c.podNamespaces()
+	snap := c.snapshot(pods)
 	if out, err := c.podnet("cluster", "delete", "--name", c.name); err != nil {
 		t.Errorf("cluster delete: %v\n%s", err, out)
 	}
-	c.assertGone(pods)
+	c.assertGone(pods, snap)
 }
 
 func lastLines(s string, n int) string {
@@ -189,8 +202,13 @@ func lastLines(s string, n int) string {
 }
 
 // assertGone: no namespace, /etc/netns entry, process, file or context
-// entry of the cluster is left.
-func (c *localCluster) assertGone(pods []string) {
+// entry of the cluster is left. Processes are looked for twice: through
+// cluster.ProcessMatcher (podnet server, agents, shims, etcd), and
+// independently of it (procs_test.go): every process of snap (those in the
+// cluster's or its pods' namespaces, or writing a container log, taken
+// before the delete), anything in those namespaces now, anything writing
+// a container log of the cluster.
+func (c *localCluster) assertGone(pods []string, snap snapshot) {
 	t := c.t
 	t.Helper()
 	ents, _ := os.ReadDir(netns.Dir)
@@ -214,6 +232,17 @@ func (c *localCluster) assertGone(pods []string) {
 	// podnet processes and etcd members pointing into the directory.
 	if pids := (cluster.ProcessMatcher{Dir: dir}).Find(); len(pids) > 0 {
 		t.Errorf("left behind: processes %v", pids)
+	}
+	// Delete may take a moment to reap; a process still alive after 10s
+	// is a leak.
+	var left []string
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if left = c.leftProcesses(snap); len(left) == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	for _, p := range left {
+		t.Errorf("left behind: process %s", p)
 	}
 	cfg, err := cluster.LoadConfig(c.config)
 	if err != nil || cfg.Get(c.name) != nil {
@@ -503,19 +532,47 @@ func (k *conn) roundTrip(t *testing.T, msg string) {
 
 // TestClusterAgentKill9: kill -9 of a node's agent, then a restart with the
 // same command line: a long-lived TCP connection between pods on two nodes
-// survives, and the node's kernel state after reconcile equals the state
-// before.
+// survives; what was broken on the node while its agent was down (the
+// route to a peer's pods, a pod's nftables element) is repaired; the agent
+// holds a new node lease; and then the node's kernel state equals the state
+// before. An agent that restarts without reconciling fails: nothing else
+// puts the route and the element back.
 func TestClusterAgentKill9(t *testing.T) {
 	c, _, _ := newLocalCluster(t, clusterOpts{nodes: 3, backend: "vxlan"})
 	srv := c.run("echo", 1, nil, "socat", "TCP-LISTEN:9000,reuseaddr,fork", "EXEC:cat")
-	c.run("client", 2, nil, "sleep", "infinity")
+	client := c.run("client", 2, nil, "sleep", "infinity")
 	c.pingable("client", srv.Status.PodIP)
 	k := c.dial("client", srv.Status.PodIP+":9000")
 	k.roundTrip(t, "before")
+	// n3 carries none of the test's traffic: its route can go while the
+	// connection between n1 and n2 keeps talking.
+	peer := c.node(3)
+	peerCIDR := c.nodeObject(peer.Name).Spec.PodCIDR
+	if peerCIDR == "" {
+		t.Fatalf("node %s has no pod CIDR", peer.Name)
+	}
+	podOn := map[int]*corev1.Pod{1: srv, 2: client}
 
 	for _, victim := range []int{2, 1} { // the client's node, then the server's
 		node := c.node(victim)
+		pod := podOn[victim]
 		before := kernelState(t, c, node.Name)
+		routeSays := func() string {
+			out, _ := c.hostExec(node.Name, "ip", "route", "show", peerCIDR)
+			return strings.TrimSpace(out)
+		}
+		elemSays := func() string {
+			out, _ := c.hostExec(node.Name, "nft", "list", "set", "inet", "podnet", "masq-src4")
+			return out
+		}
+		route := routeSays()
+		if !strings.Contains(route, "dev podnet.vxlan") || !strings.Contains(elemSays(), pod.Status.PodIP) {
+			t.Fatalf("%s before the kill: route to %s %q, masq-src4:\n%s", node.Name, peerCIDR, route, elemSays())
+		}
+		lease := c.nodeLease(node.Name)
+		if lease == 0 {
+			t.Fatalf("node %s holds no lease", node.Name)
+		}
 		a := c.rec.Agent(node.Name)
 		pid := a.PID()
 		if pid == 0 {
@@ -526,25 +583,63 @@ func TestClusterAgentKill9(t *testing.T) {
 		}
 		eventually(t, "agent gone", 5*time.Second, func() (bool, string) { return a.PID() == 0, "" })
 		k.roundTrip(t, "agent of "+node.Name+" dead")
+
+		// Break the node's datapath while no agent runs.
+		check(t)(c.hostExec(node.Name, "ip", "route", "del", peerCIDR))
+		check(t)(c.hostExec(node.Name, "nft", "delete", "element", "inet", "podnet", "masq-src4", "{ "+pod.Status.PodIP+" }"))
+		if routeSays() != "" || strings.Contains(elemSays(), pod.Status.PodIP) {
+			t.Fatalf("could not break %s: route %q, masq-src4:\n%s", node.Name, routeSays(), elemSays())
+		}
+		k.roundTrip(t, "datapath of "+node.Name+" broken")
+
 		if _, err := a.Start(); err != nil {
 			t.Fatal(err)
 		}
-		var after string
-		eventually(t, "kernel state of "+node.Name+" back to what it was", 15*time.Second, func() (bool, string) {
-			after = kernelState(t, c, node.Name)
-			return after == before, diffLines(before, after)
+		eventually(t, "the restarted agent of "+node.Name+" repairs the peer route and the pod's element", 20*time.Second, func() (bool, string) {
+			r, e := routeSays(), elemSays()
+			return r == route && strings.Contains(e, pod.Status.PodIP), fmt.Sprintf("route %q (want %q), masq-src4:\n%s", r, route, e)
+		})
+		eventually(t, "the restarted agent of "+node.Name+" holds a new lease", 20*time.Second, func() (bool, string) {
+			l := c.nodeLease(node.Name)
+			return l != 0 && l != lease, fmt.Sprintf("lease %x (old %x)", l, lease)
 		})
 		eventually(t, node.Name+" Ready", 15*time.Second, func() (bool, string) {
 			out, _ := c.podnet("get", "node", node.Name)
 			return strings.Contains(out, " Ready "), out
 		})
-		// Once more after the agent has surely reconciled.
-		time.Sleep(2 * time.Second)
-		if after = kernelState(t, c, node.Name); after != before {
-			t.Fatalf("kernel state of %s changed after the restart:\n%s\n==== before:\n%s\n==== after:\n%s", node.Name, diffLines(before, after), before, after)
+		if after := kernelState(t, c, node.Name); after != before {
+			t.Fatalf("kernel state of %s after the restart is not what it was:\n%s\n==== before:\n%s\n==== after:\n%s", node.Name, diffLines(before, after), before, after)
 		}
 		k.roundTrip(t, "after restart of "+node.Name)
 	}
+}
+
+// nodeObject reads a Node through the CLI.
+func (c *localCluster) nodeObject(name string) *corev1.Node {
+	c.t.Helper()
+	var n corev1.Node
+	if err := json.Unmarshal([]byte(c.must("get", "node", name, "-o", "json")), &n); err != nil {
+		c.t.Fatal(err)
+	}
+	return &n
+}
+
+// nodeLease returns the etcd lease ID of the node's lease key (0 if none):
+// each agent start grants a new one.
+func (c *localCluster) nodeLease(node string) int64 {
+	c.t.Helper()
+	cli, err := store.Connect(c.rec.StoreConfig())
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := cli.Get(ctx, agent.NodeLeasePrefix+node)
+	if err != nil || len(resp.Kvs) == 0 {
+		return 0
+	}
+	return resp.Kvs[0].Lease
 }
 
 // diffLines lists the lines only in a and only in b.
@@ -689,7 +784,11 @@ func TestClusterDeleteLeavesNothing(t *testing.T) {
 	a, _, _ := newLocalCluster(t, clusterOpts{nodes: 2, backend: "vxlan"})
 	b := &localCluster{t: t, bin: a.bin, name: testutil.UniqueName("pn", 10), config: a.config, parent: a.parent}
 	t.Cleanup(b.delete)
-	b.must("cluster", "create", "--name", b.name, "--nodes", "1", "--backend", "host-gw")
+	bArgs := []string{"cluster", "create", "--name", b.name, "--nodes", "1", "--backend", "host-gw"}
+	if externalEtcdPass() {
+		bArgs = append(bArgs, "--external-etcd")
+	}
+	b.must(bArgs...)
 	// b is current now; a is reached by name.
 	out := a.must("--cluster", a.name, "get", "nodes")
 	if !strings.Contains(out, a.name+"-n2") || strings.Contains(out, b.name) {
@@ -724,11 +823,32 @@ func TestClusterDeleteLeavesNothing(t *testing.T) {
 	if len(pods) != 3 {
 		t.Fatalf("pod namespaces %v, want 3", pods)
 	}
+	// The independent process check must see every pod's container,
+	// the host-network one (in n1's namespace) included.
+	snap := a.snapshot(pods)
+	sleeps := 0
+	for _, p := range snap.containers {
+		if p.cmd == "sleep infinity" {
+			sleeps++
+		}
+	}
+	if sleeps != 4 {
+		t.Fatalf("found %d container processes `sleep infinity` writing to the cluster's container logs, want 4 (p1-p4): %v", sleeps, snap.containers)
+	}
+	inNS := 0
+	for _, p := range snap.inCluster {
+		if p.cmd == "sleep infinity" {
+			inNS++
+		}
+	}
+	if inNS != 4 {
+		t.Fatalf("found %d `sleep infinity` in the cluster's and pods' namespaces, want 4: %v", inNS, snap.inCluster)
+	}
 	rec.Server.Kill(syscall.SIGKILL)
 	start := time.Now()
 	a.must("cluster", "delete", "--name", a.name)
 	t.Logf("deleted in %s", time.Since(start).Round(time.Millisecond))
-	a.assertGone(pods)
+	a.assertGone(pods, snap)
 	a.must("cluster", "delete", "--name", a.name) // idempotent
 	if out := b.must("get", "nodes"); !strings.Contains(out, " Ready ") {
 		t.Fatalf("the other cluster suffered:\n%s", out)
@@ -741,7 +861,12 @@ func TestClusterCreateFailureCleansUp(t *testing.T) {
 	testutil.RequireRoot(t)
 	bin := testutil.Binaries(t)
 	name := testutil.UniqueName("pn", 10)
-	r, err := cluster.NewRecord(cluster.Spec{Name: name, Nodes: 2}, t.TempDir(), filepath.Join(bin, "podnet"))
+	spec := cluster.Spec{Name: name, Nodes: 2}
+	if externalEtcdPass() {
+		testutil.EtcdBinary(t)
+		spec.EtcdMembers = 3
+	}
+	r, err := cluster.NewRecord(spec, t.TempDir(), filepath.Join(bin, "podnet"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -754,5 +879,5 @@ func TestClusterCreateFailureCleansUp(t *testing.T) {
 	}
 	t.Logf("create failed as it should: %v\n%s", err, progress.String())
 	c := &localCluster{t: t, bin: bin, name: name, config: filepath.Join(t.TempDir(), "config"), parent: filepath.Dir(r.Dir)}
-	c.assertGone(nil)
+	c.assertGone(nil, snapshot{})
 }
