@@ -13,5 +13,28 @@ tables=$(nft list tables 2>/dev/null | grep -E 'podnet' || true)
 [ -n "$tables" ] && { echo "leak: nftables tables: $tables"; bad=1; }
 procs=$(pgrep -a -f 'bin/podnet' 2>/dev/null | grep -v leakcheck || true)
 [ -n "$procs" ] && { echo "leak: processes: $procs"; bad=1; }
+# Container processes, found independently of how podnet finds its own: a
+# process writing to a shim's container.log (every container's stdout and
+# stderr, host-network pods' included), and a process in a network
+# namespace that is neither this one nor named in /run/netns (what a pod or
+# cluster namespace leaves when something outlives its deletion).
+self=$(readlink /proc/$$/ns/net)
+named=" "
+for f in /run/netns/*; do [ -e "$f" ] && named="$named$(stat -L -c 'net:[%i]' "$f" 2>/dev/null) "; done
+cprocs=""
+for p in /proc/[0-9]*; do
+	pid=${p#/proc/}
+	[ "$pid" = "$$" ] && continue
+	out=$(readlink "$p/fd/1" 2>/dev/null; readlink "$p/fd/2" 2>/dev/null)
+	ns=$(readlink "$p/ns/net" 2>/dev/null) || continue
+	why=""
+	case "$out" in */container.log*) why="writes a container log" ;; esac
+	if [ -z "$why" ] && [ "$ns" != "$self" ]; then
+		case "$named" in *" $ns "*) ;; *) why="in unnamed namespace $ns" ;; esac
+	fi
+	[ -n "$why" ] && cprocs="$cprocs
+  $pid ($why): $(tr '\0' ' ' <"$p/cmdline" 2>/dev/null | cut -c1-80)"
+done
+[ -n "$cprocs" ] && { echo "leak: container processes:$cprocs"; bad=1; }
 if [ $bad -eq 0 ]; then echo "leakcheck: nothing left behind"; fi
 exit $bad
