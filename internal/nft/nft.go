@@ -32,14 +32,26 @@ import (
 const TableName = "podnet"
 
 // Chain names. Base chains only dispatch to the regular chains below, so
-// future components (services, policy) add their own regular chain and one
-// dispatch rule.
+// future components (policy) add their own regular chain and one dispatch
+// entry in baseChains.
 const (
-	ChainPrerouting  = "prerouting"  // nat, prerouting, dstnat
-	ChainOutput      = "output"      // nat, output, dstnat
-	ChainPostrouting = "postrouting" // nat, postrouting, srcnat
-	ChainHostPorts   = "hostports"   // DNAT of published host ports
-	ChainMasquerade  = "pod-masq"    // SNAT of pod traffic
+	ChainPrerouting    = "prerouting"     // nat, prerouting, dstnat
+	ChainOutput        = "output"         // nat, output, dstnat
+	ChainPostrouting   = "postrouting"    // nat, postrouting, srcnat
+	ChainFilterInput   = "filter-input"   // filter, input, filter
+	ChainFilterForward = "filter-forward" // filter, forward, filter
+	ChainFilterOutput  = "filter-output"  // filter, output, filter
+	ChainHostPorts     = "hostports"      // DNAT of published host ports (podnet-cni)
+	ChainMasquerade    = "pod-masq"       // SNAT of pod traffic (podnet-cni)
+)
+
+// Chains the service proxy (internal/proxy) owns and fills; podnet-cni only
+// declares them empty if they are missing, so the base chains' jumps
+// resolve, and never flushes them.
+const (
+	ChainServices       = "services"        // DNAT dispatch: verdict maps on address . proto . port
+	ChainServicesMasq   = "services-masq"   // SNAT decisions for service traffic, before pod-masq
+	ChainServicesFilter = "services-filter" // reject: no endpoints, unallocated service IPs
 )
 
 // Set and map names.
@@ -54,17 +66,56 @@ const (
 
 type baseChain struct {
 	name     string
+	typ      knftables.BaseChainType
 	hook     knftables.BaseChainHook
 	priority knftables.BaseChainPriority
 	jump     []string // regular chains this base chain dispatches to, in order
 }
 
-// baseChains is the table's hook layout, documented in README.md.
+// baseChains is the table's hook layout, documented in README.md. Both
+// owners of the table (podnet-cni and the service proxy) declare it
+// identically through DeclareBase, so either may re-declare it: a
+// transaction that flushes a base chain and re-adds its jumps is atomic,
+// so no packet ever sees a base chain without its dispatch.
 var baseChains = []baseChain{
-	{ChainPrerouting, knftables.PreroutingHook, knftables.DNATPriority, []string{ChainHostPorts}},
-	{ChainOutput, knftables.OutputHook, knftables.DNATPriority, []string{ChainHostPorts}},
-	{ChainPostrouting, knftables.PostroutingHook, knftables.SNATPriority, []string{ChainMasquerade}},
+	{ChainPrerouting, knftables.NATType, knftables.PreroutingHook, knftables.DNATPriority, []string{ChainServices, ChainHostPorts}},
+	{ChainOutput, knftables.NATType, knftables.OutputHook, knftables.DNATPriority, []string{ChainServices, ChainHostPorts}},
+	{ChainPostrouting, knftables.NATType, knftables.PostroutingHook, knftables.SNATPriority, []string{ChainServicesMasq, ChainMasquerade}},
+	{ChainFilterInput, knftables.FilterType, knftables.InputHook, knftables.FilterPriority, []string{ChainServicesFilter}},
+	{ChainFilterForward, knftables.FilterType, knftables.ForwardHook, knftables.FilterPriority, []string{ChainServicesFilter}},
+	{ChainFilterOutput, knftables.FilterType, knftables.OutputHook, knftables.FilterPriority, []string{ChainServicesFilter}},
 }
+
+// TableComment is the comment of the table; every owner declares it alike.
+const TableComment = "podnet: pod masquerade, published ports, services"
+
+// DeclareBase adds to tx the table, every chain a base chain jumps to
+// (added, never flushed: each owner flushes only its own chains) and the
+// base chains with their jumps (flushed and re-added, identical for every
+// owner). podnet-cni's full declaration and the service proxy's both call
+// it.
+func DeclareBase(tx *knftables.Transaction) {
+	tx.Add(&knftables.Table{Comment: ptr(TableComment)})
+	seen := map[string]bool{}
+	for _, bc := range baseChains {
+		for _, j := range bc.jump {
+			if !seen[j] {
+				seen[j] = true
+				tx.Add(&knftables.Chain{Name: j})
+			}
+		}
+	}
+	for _, bc := range baseChains {
+		tx.Add(&knftables.Chain{Name: bc.name, Type: ptr(bc.typ), Hook: ptr(bc.hook), Priority: ptr(bc.priority)})
+		tx.Flush(&knftables.Chain{Name: bc.name})
+		for _, j := range bc.jump {
+			tx.Add(&knftables.Rule{Chain: bc.name, Rule: "jump " + j})
+		}
+	}
+}
+
+// BaseLayout describes the base chains, for owners' layout markers.
+func BaseLayout() string { return fmt.Sprintf("%v", baseChains) }
 
 // staticRules are the rules of each regular chain.
 var staticRules = map[string][]string{
@@ -168,9 +219,9 @@ func layoutMarker() *knftables.Element {
 	return &knftables.Element{Set: layoutSet, Key: []string{"1"}}
 }
 
-// declare adds the table skeleton and static rules to tx.
+// declare adds the table skeleton and podnet-cni's static rules to tx.
 func declare(tx *knftables.Transaction) {
-	tx.Add(&knftables.Table{Comment: ptr("podnet: pod masquerade and published ports")})
+	tx.Add(&knftables.Table{Comment: ptr(TableComment)})
 	tx.Add(&knftables.Set{Name: layoutSet, Type: "inet_service", Comment: ptr("podnet table layout marker")})
 	tx.Add(layoutMarker())
 	for _, s := range sets {
@@ -188,13 +239,7 @@ func declare(tx *knftables.Transaction) {
 			tx.Add(&knftables.Rule{Chain: c, Rule: r})
 		}
 	}
-	for _, bc := range baseChains {
-		tx.Add(&knftables.Chain{Name: bc.name, Type: ptr(knftables.NATType), Hook: ptr(bc.hook), Priority: ptr(bc.priority)})
-		tx.Flush(&knftables.Chain{Name: bc.name})
-		for _, j := range bc.jump {
-			tx.Add(&knftables.Rule{Chain: bc.name, Rule: "jump " + j})
-		}
-	}
+	DeclareBase(tx)
 }
 
 // elements returns the set and map elements of a.

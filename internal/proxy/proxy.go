@@ -1,0 +1,638 @@
+// Package proxy owns the Service datapath: it turns Services and
+// EndpointSlices into the service part of the node's `inet podnet` table
+// (verdict-map dispatch, per-Service entry chains, one global endpoint
+// map), one nft transaction per sync carrying only the delta, and deletes
+// stale UDP conntrack entries when endpoints go away. It never flushes the
+// table nor a chain podnet-cni owns; see README.md for the layout and the
+// measurements behind it, and internal/nft/README.md for who owns what.
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/podnet/podnet/internal/nft"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"sigs.k8s.io/knftables"
+)
+
+// LabelServiceName links an EndpointSlice to its Service.
+const LabelServiceName = discoveryv1.LabelServiceName
+
+// Config configures a Proxier.
+type Config struct {
+	NodeName string
+	// ClusterCIDR: sources outside it reaching a ClusterIP are
+	// masqueraded. Invalid: never.
+	ClusterCIDR netip.Prefix
+	// ServiceCIDR: traffic still addressed to it after dstnat is rejected.
+	ServiceCIDR netip.Prefix
+	// NFT is the table `inet podnet` (knftables.New or a Fake).
+	NFT knftables.Interface
+	// Conntrack deletes stale UDP flows; nil: none.
+	Conntrack Conntrack
+	Logger    *slog.Logger
+}
+
+// Stats describe the programmed state after a sync (metrics later).
+type Stats struct {
+	Services  int           // Services with a datapath
+	Ports     int           // Service ports
+	Endpoints int           // endpoints programmed (cluster-wide lists)
+	Changed   int           // Services whose state changed in this sync
+	Took      time.Duration // sync latency
+}
+
+// Proxier keeps the kernel in step with the Services and EndpointSlices
+// it is told about. Its methods are safe for concurrent use; Sync calls
+// are serialised.
+type Proxier struct {
+	cfg    Config
+	log    *slog.Logger
+	layout string
+
+	mu       sync.Mutex
+	services map[string]*corev1.Service                       // ns/name
+	slices   map[string]map[string]*discoveryv1.EndpointSlice // service ns/name → slice name
+	dirty    map[string]bool
+
+	syncMu   sync.Mutex
+	restored bool
+	applied  map[string]*svcState
+	ids      map[string]uint32 // group → id
+	usedIDs  map[uint32]string
+	nextID   uint32
+	hairRef  map[netip.Addr]int
+	hairKern map[netip.Addr]bool
+	touchAll bool // first sync after restore: check every hairpin element
+}
+
+// New returns a Proxier; nothing touches the kernel before the first Sync.
+func New(cfg Config) *Proxier {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Proxier{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		layout:   layoutName(cfg.ClusterCIDR, cfg.ServiceCIDR),
+		services: map[string]*corev1.Service{},
+		slices:   map[string]map[string]*discoveryv1.EndpointSlice{},
+		dirty:    map[string]bool{},
+	}
+}
+
+func key(ns, name string) string { return ns + "/" + name }
+
+// SetService records a Service (added or changed).
+func (p *Proxier) SetService(s *corev1.Service) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	k := key(s.Namespace, s.Name)
+	p.services[k] = s
+	p.dirty[k] = true
+}
+
+// DeleteService forgets a Service.
+func (p *Proxier) DeleteService(ns, name string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	k := key(ns, name)
+	delete(p.services, k)
+	p.dirty[k] = true
+}
+
+// SetSlice records an EndpointSlice; a slice without the service-name
+// label is ignored.
+func (p *Proxier) SetSlice(s *discoveryv1.EndpointSlice) {
+	svc := s.Labels[LabelServiceName]
+	if svc == "" {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	k := key(s.Namespace, svc)
+	if p.slices[k] == nil {
+		p.slices[k] = map[string]*discoveryv1.EndpointSlice{}
+	}
+	p.slices[k][s.Name] = s
+	p.dirty[k] = true
+}
+
+// DeleteSlice forgets an EndpointSlice.
+func (p *Proxier) DeleteSlice(s *discoveryv1.EndpointSlice) {
+	svc := s.Labels[LabelServiceName]
+	if svc == "" {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	k := key(s.Namespace, svc)
+	delete(p.slices[k], s.Name)
+	if len(p.slices[k]) == 0 {
+		delete(p.slices, k)
+	}
+	p.dirty[k] = true
+}
+
+// Sync programs every change since the last Sync in one transaction. The
+// first Sync of a Proxier reads the kernel's state first (a restart after
+// kill -9 converges by diff) and declares the static part.
+func (p *Proxier) Sync(ctx context.Context) (Stats, error) {
+	p.syncMu.Lock()
+	defer p.syncMu.Unlock()
+	start := time.Now()
+	tx := p.cfg.NFT.NewTransaction()
+	if !p.restored {
+		if err := p.restore(ctx, tx); err != nil {
+			return Stats{}, err
+		}
+	}
+	p.mu.Lock()
+	dirty := p.dirty
+	p.dirty = map[string]bool{}
+	type input struct {
+		svc    *corev1.Service
+		slices []*discoveryv1.EndpointSlice
+	}
+	inputs := make(map[string]input, len(dirty))
+	for k := range dirty {
+		in := input{svc: p.services[k]}
+		for _, s := range p.slices[k] {
+			in.slices = append(in.slices, s)
+		}
+		sort.Slice(in.slices, func(i, j int) bool { return in.slices[i].Name < in.slices[j].Name })
+		inputs[k] = in
+	}
+	p.mu.Unlock()
+
+	b := &builder{node: p.cfg.NodeName, clusterCIDR: p.cfg.ClusterCIDR, group: p.groupID}
+	d := newDelta()
+	next := map[string]*svcState{}
+	changed := 0
+	var buildErr error
+	keys := make([]string, 0, len(inputs))
+	for k := range inputs {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		in := inputs[k]
+		ns := newState()
+		if in.svc != nil {
+			s, err := b.build(in.svc, in.slices)
+			if err != nil {
+				buildErr = errors.Join(buildErr, fmt.Errorf("service %s: %w", k, err))
+				s = newState()
+			}
+			ns = s
+		}
+		old := p.applied[k]
+		if old == nil {
+			old = newState()
+		}
+		if d.diff(old, ns) {
+			changed++
+		}
+		next[k] = ns
+	}
+	// Hairpin set: refcounted over all Services.
+	touched := map[netip.Addr]bool{}
+	for a := range p.hairKern {
+		if p.touchAll {
+			touched[a] = true
+		}
+	}
+	p.touchAll = false
+	for k, ns := range next {
+		if old := p.applied[k]; old != nil {
+			for a := range old.hairpin {
+				p.hairRef[a]--
+				touched[a] = true
+			}
+		}
+		for a := range ns.hairpin {
+			p.hairRef[a]++
+			touched[a] = true
+		}
+	}
+	hairAdd, hairDel := []netip.Addr{}, []netip.Addr{}
+	for a := range touched {
+		want := p.hairRef[a] > 0
+		if p.hairRef[a] <= 0 {
+			delete(p.hairRef, a)
+		}
+		if want && !p.hairKern[a] {
+			hairAdd = append(hairAdd, a)
+		} else if !want && p.hairKern[a] {
+			hairDel = append(hairDel, a)
+		}
+	}
+	for _, a := range hairAdd {
+		d.elemAdd = append(d.elemAdd, elem{set: SetHairpin, key: a.String() + " . " + a.String()})
+	}
+	for _, a := range hairDel {
+		d.elemDel = append(d.elemDel, elem{set: SetHairpin, key: a.String() + " . " + a.String()})
+	}
+	d.apply(tx)
+	if tx.NumOperations() > 0 {
+		if err := p.cfg.NFT.Run(ctx, tx); err != nil {
+			// Undo the bookkeeping: the next Sync re-reads the kernel.
+			p.restored = false
+			p.mu.Lock()
+			for k := range dirty {
+				p.dirty[k] = true
+			}
+			p.mu.Unlock()
+			return Stats{}, fmt.Errorf("proxy: sync %d services: %w", len(dirty), err)
+		}
+	}
+	for _, a := range hairAdd {
+		p.hairKern[a] = true
+	}
+	for _, a := range hairDel {
+		delete(p.hairKern, a)
+	}
+	// Commit: flows to endpoints that went away, then the new state.
+	var stale []Flow
+	for k, ns := range next {
+		old := p.applied[k]
+		if old != nil {
+			stale = append(stale, staleFlows(old, ns)...)
+		}
+		if len(ns.chains) == 0 && len(ns.elems) == 0 && len(ns.sets) == 0 {
+			delete(p.applied, k)
+		} else {
+			p.applied[k] = ns
+		}
+	}
+	p.releaseIDs()
+	if len(stale) > 0 && p.cfg.Conntrack != nil {
+		if err := p.cfg.Conntrack.Delete(stale); err != nil {
+			p.log.Warn("delete stale UDP conntrack entries", "flows", len(stale), "err", err)
+		}
+	}
+	st := p.stats()
+	st.Changed = changed
+	st.Took = time.Since(start)
+	return st, buildErr
+}
+
+func (p *Proxier) stats() Stats {
+	var st Stats
+	for _, s := range p.applied {
+		if len(s.chains) > 0 || len(s.elems) > 0 {
+			st.Services++
+		}
+		st.Ports += s.ports
+		st.Endpoints += s.endpoints
+	}
+	return st
+}
+
+// groupID returns the id of an endpoint group, allocating one.
+func (p *Proxier) groupID(group string) (uint32, error) {
+	if id, ok := p.ids[group]; ok {
+		return id, nil
+	}
+	for range maxGroupID {
+		p.nextID++
+		if p.nextID > maxGroupID {
+			p.nextID = 1
+		}
+		if _, used := p.usedIDs[p.nextID]; !used {
+			p.ids[group] = p.nextID
+			p.usedIDs[p.nextID] = group
+			return p.nextID, nil
+		}
+	}
+	return 0, fmt.Errorf("no free endpoint group id (%d in use)", len(p.usedIDs))
+}
+
+// releaseIDs frees the ids of groups no applied Service uses.
+func (p *Proxier) releaseIDs() {
+	for g, id := range p.ids {
+		s := p.applied[groupOwner(g)]
+		if s == nil || !s.groups[g] {
+			delete(p.ids, g)
+			delete(p.usedIDs, id)
+		}
+	}
+}
+
+// delta collects a sync's changes, applied in a safe order.
+type delta struct {
+	setAdd, setDel   map[string]affSet
+	chainAdd         map[string][]string
+	chainDel         map[string]bool
+	elemAdd, elemDel []elem
+}
+
+func newDelta() *delta {
+	return &delta{setAdd: map[string]affSet{}, setDel: map[string]affSet{}, chainAdd: map[string][]string{}, chainDel: map[string]bool{}}
+}
+
+// diff adds old → new to d and reports whether anything changed.
+func (d *delta) diff(old, new *svcState) bool {
+	changed := false
+	for n, s := range new.sets {
+		if _, ok := old.sets[n]; !ok {
+			d.setAdd[n] = s
+			changed = true
+		}
+	}
+	for n, s := range old.sets {
+		if _, ok := new.sets[n]; !ok {
+			d.setDel[n] = s
+			changed = true
+		}
+	}
+	for n, r := range new.chains {
+		if _, ok := old.chains[n]; !ok {
+			d.chainAdd[n] = r
+			changed = true
+		}
+	}
+	for n := range old.chains {
+		if _, ok := new.chains[n]; !ok {
+			d.chainDel[n] = true
+			changed = true
+		}
+	}
+	for id, e := range new.elems {
+		o, ok := old.elems[id]
+		if ok && o.value == e.value {
+			continue
+		}
+		if ok {
+			d.elemDel = append(d.elemDel, o)
+		}
+		d.elemAdd = append(d.elemAdd, e)
+		changed = true
+	}
+	for id, o := range old.elems {
+		if _, ok := new.elems[id]; !ok {
+			d.elemDel = append(d.elemDel, o)
+			changed = true
+		}
+	}
+	return changed
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func splitKey(s string) []string { return strings.Split(s, " . ") }
+
+// apply writes d to tx: new sets, new chains, element deletes, element
+// adds, old chains, old sets — so that nothing is ever referenced before
+// it exists or deleted while referenced.
+func (d *delta) apply(tx *knftables.Transaction) {
+	for _, n := range sortedKeys(d.setAdd) {
+		tx.Add(&knftables.Set{Name: n, Type: "ipv4_addr", Flags: []knftables.SetFlag{knftables.DynamicFlag, knftables.TimeoutFlag}, Timeout: ptr(d.setAdd[n].timeout)})
+	}
+	for _, n := range sortedKeys(d.chainAdd) {
+		tx.Add(&knftables.Chain{Name: n})
+	}
+	for _, n := range sortedKeys(d.chainAdd) {
+		tx.Flush(&knftables.Chain{Name: n})
+		for _, r := range d.chainAdd[n] {
+			tx.Add(&knftables.Rule{Chain: n, Rule: r})
+		}
+	}
+	sort.Slice(d.elemDel, func(i, j int) bool { return d.elemDel[i].id() < d.elemDel[j].id() })
+	sort.Slice(d.elemAdd, func(i, j int) bool { return d.elemAdd[i].id() < d.elemAdd[j].id() })
+	for _, e := range d.elemDel {
+		el := &knftables.Element{Key: splitKey(e.key)}
+		if e.isMap {
+			el.Map = e.set
+		} else {
+			el.Set = e.set
+		}
+		tx.Delete(el)
+	}
+	for _, e := range d.elemAdd {
+		el := &knftables.Element{Key: splitKey(e.key)}
+		if e.isMap {
+			el.Map = e.set
+			el.Value = splitKey(e.value)
+		} else {
+			el.Set = e.set
+		}
+		if e.comment != "" {
+			el.Comment = ptr(e.comment)
+		}
+		tx.Add(el)
+	}
+	for _, n := range sortedKeys(d.chainDel) {
+		tx.Delete(&knftables.Chain{Name: n})
+	}
+	for _, n := range sortedKeys(d.setDel) {
+		tx.Delete(&knftables.Set{Name: n})
+	}
+}
+
+// restore reads what the kernel holds of the proxy's part of the table
+// into p.applied (so the first sync is a diff, not a rewrite), and adds
+// the static declaration to tx. A table of another static layout (another
+// build, other CIDRs) has the proxy's part deleted and re-made.
+func (p *Proxier) restore(ctx context.Context, tx *knftables.Transaction) error {
+	p.applied = map[string]*svcState{}
+	p.ids = map[string]uint32{}
+	p.usedIDs = map[uint32]string{}
+	p.hairRef = map[netip.Addr]int{}
+	p.hairKern = map[netip.Addr]bool{}
+	p.mu.Lock()
+	for k := range p.services {
+		p.dirty[k] = true
+	}
+	p.mu.Unlock()
+
+	sets, err := p.cfg.NFT.List(ctx, "sets")
+	if err != nil && !knftables.IsNotFound(err) {
+		return fmt.Errorf("proxy: read table: %w", err)
+	}
+	chains, err := p.cfg.NFT.List(ctx, "chains")
+	if err != nil && !knftables.IsNotFound(err) {
+		return fmt.Errorf("proxy: read table: %w", err)
+	}
+	current := false
+	var oldLayouts []string
+	for _, s := range sets {
+		if s == p.layout {
+			current = true
+		} else if strings.HasPrefix(s, layoutPrefix) {
+			oldLayouts = append(oldLayouts, s)
+		}
+	}
+	fresh := !current && len(oldLayouts) > 0 // another layout: remake our part
+	state := func(owner string) *svcState {
+		s := p.applied[owner]
+		if s == nil {
+			s = newState()
+			p.applied[owner] = s
+		}
+		return s
+	}
+	if fresh {
+		p.log.Info("service table layout changed; re-making the service part of the table", "old", oldLayouts, "new", p.layout)
+		for _, c := range staticChains(p.cfg.ClusterCIDR, p.cfg.ServiceCIDR) {
+			tx.Add(&knftables.Chain{Name: c.name})
+			tx.Flush(&knftables.Chain{Name: c.name})
+		}
+		maps, err := p.cfg.NFT.List(ctx, "maps")
+		if err != nil && !knftables.IsNotFound(err) {
+			return fmt.Errorf("proxy: read table: %w", err)
+		}
+		for _, m := range maps {
+			for _, sm := range staticMaps() {
+				if m == sm.Name {
+					tx.Delete(&knftables.Map{Name: m})
+				}
+			}
+		}
+		for _, c := range chains {
+			if _, ok := ownerOf(c); ok {
+				tx.Delete(&knftables.Chain{Name: c})
+			}
+		}
+		for _, s := range sets {
+			if _, ok := ownerOf(s); ok || s == SetHairpin || strings.HasPrefix(s, layoutPrefix) {
+				tx.Delete(&knftables.Set{Name: s})
+			}
+		}
+	} else {
+		for _, c := range chains {
+			if o, ok := ownerOf(c); ok {
+				state(o).chains[c] = nil
+			}
+		}
+		for _, s := range sets {
+			if o, ok := ownerOf(s); ok {
+				state(o).sets[s] = affSet{}
+			}
+		}
+		for _, m := range staticMaps() {
+			els, err := p.cfg.NFT.ListElements(ctx, "map", m.Name)
+			if knftables.IsNotFound(err) {
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("proxy: read map %s: %w", m.Name, err)
+			}
+			for _, e := range els {
+				if e.Comment == nil {
+					continue
+				}
+				el := elem{set: m.Name, isMap: true, key: normJoin(e.Key), value: normJoin(e.Value), comment: *e.Comment}
+				owner := *e.Comment
+				if m.Name == MapEndpoints {
+					owner = groupOwner(el.comment)
+					if v, err := strconv.ParseUint(strings.TrimPrefix(el.key, "0x"), 16, 32); err == nil {
+						id := uint32(v&keyMask&^markService) >> groupShift
+						p.ids[el.comment] = id
+						p.usedIDs[id] = el.comment
+						state(owner).groups[el.comment] = true
+					}
+				}
+				if owner != "" {
+					state(owner).add(el)
+				}
+			}
+		}
+		els, err := p.cfg.NFT.ListElements(ctx, "set", SetHairpin)
+		if err != nil && !knftables.IsNotFound(err) {
+			return fmt.Errorf("proxy: read set %s: %w", SetHairpin, err)
+		}
+		for _, e := range els {
+			if a, err := netip.ParseAddr(e.Key[0]); err == nil {
+				p.hairKern[a] = true
+			}
+		}
+		// Services in the kernel that we no longer know of are dirty too.
+		p.mu.Lock()
+		for k := range p.applied {
+			p.dirty[k] = true
+		}
+		p.mu.Unlock()
+	}
+	// The hairpin refcounts start from the restored endpoint elements;
+	// every restored Service is re-diffed, which recounts them.
+	for _, s := range p.applied {
+		for _, e := range s.elems {
+			if e.set == MapEndpoints {
+				if a, err := netip.ParseAddr(splitKey(e.value)[0]); err == nil {
+					s.hairpin[a] = true
+				}
+			}
+		}
+		for a := range s.hairpin {
+			p.hairRef[a]++
+		}
+	}
+	// The static part: shared base chains, our maps and chains.
+	nft.DeclareBase(tx)
+	for _, s := range staticSets() {
+		tx.Add(&s)
+	}
+	for _, m := range staticMaps() {
+		tx.Add(&m)
+	}
+	tx.Add(&knftables.Chain{Name: ChainReject})
+	for _, c := range staticChains(p.cfg.ClusterCIDR, p.cfg.ServiceCIDR) {
+		tx.Add(&knftables.Chain{Name: c.name})
+		tx.Flush(&knftables.Chain{Name: c.name})
+		for _, r := range c.rules {
+			tx.Add(&knftables.Rule{Chain: c.name, Rule: r})
+		}
+	}
+	tx.Add(&knftables.Set{Name: p.layout, Type: "inet_service", Comment: ptr("podnet service table layout marker")})
+	for _, s := range oldLayouts {
+		if !fresh {
+			tx.Delete(&knftables.Set{Name: s})
+		}
+	}
+	p.restored = true
+	p.touchAll = true
+	return nil
+}
+
+// normJoin joins an element key or value as the proxy writes it (nft
+// lists protocols by name or number, marks in hex).
+func normJoin(parts []string) string {
+	out := make([]string, len(parts))
+	for i, s := range parts {
+		switch s {
+		case "6":
+			s = "tcp"
+		case "17":
+			s = "udp"
+		case "132":
+			s = "sctp"
+		}
+		if strings.HasPrefix(s, "goto ") || strings.HasPrefix(s, "jump ") {
+			// verdicts come back as is
+		} else if v, err := strconv.ParseUint(s, 0, 32); err == nil && strings.HasPrefix(s, "0x") {
+			s = fmt.Sprintf("0x%08x", v)
+		}
+		out[i] = s
+	}
+	return strings.Join(out, " . ")
+}
