@@ -136,6 +136,11 @@ func newAgentFromFlags(ctx context.Context, g *globals, f *agentFlags, s *store.
 	} else if n > 0 {
 		log.Info("pods' nftables elements restored from the CNI records", "attachments", n)
 	}
+	// The service proxy: its first sync diffs against the kernel.
+	svcs, err := agent.NewServices(agent.ServicesConfig{NodeName: f.nodeName, Source: s, Cluster: reg.Cluster, Logger: log})
+	if err != nil {
+		return nil, err
+	}
 	mgr, err := sandbox.New(sandbox.Config{
 		NodeName:        f.nodeName,
 		StateDir:        stateDir,
@@ -151,7 +156,7 @@ func newAgentFromFlags(ctx context.Context, g *globals, f *agentFlags, s *store.
 	return agent.New(agent.Config{
 		NodeName: f.nodeName, NodeIP: f.nodeIP, Store: s, Runtime: mgr,
 		Logger:  log,
-		Runners: []agent.Runner{reg.Lease, ov},
+		Runners: []agent.Runner{reg.Lease, ov, svcs},
 	}), nil
 }
 
