@@ -542,10 +542,16 @@ func (p *Proxier) restore(ctx context.Context, tx *knftables.Transaction) error 
 					continue
 				}
 				el := elem{set: m.Name, isMap: true, key: normJoin(e.Key), value: normJoin(e.Value), comment: *e.Comment}
+				if m.Name == MapEndpoints {
+					// nft lists marks in decimal; we write them in hex.
+					if v, err := strconv.ParseUint(el.key, 0, 32); err == nil {
+						el.key = fmt.Sprintf("0x%08x", v)
+					}
+				}
 				owner := *e.Comment
 				if m.Name == MapEndpoints {
 					owner = groupOwner(el.comment)
-					if v, err := strconv.ParseUint(strings.TrimPrefix(el.key, "0x"), 16, 32); err == nil {
+					if v, err := strconv.ParseUint(el.key, 0, 32); err == nil {
 						id := uint32(v&keyMask&^markService) >> groupShift
 						p.ids[el.comment] = id
 						p.usedIDs[id] = el.comment
