@@ -33,6 +33,8 @@ type Kind struct {
 	// ValidateUpdate checks an update of old to new; nil means any change
 	// that passes Validate is allowed.
 	ValidateUpdate func(old, new Object) field.ErrorList
+	// Columns are the kind's table for `podnet get` (see Column).
+	Columns []Column
 	// NameIsLabel: metadata.name must be a DNS-1035 label (Services) rather
 	// than a DNS-1123 subdomain.
 	NameIsLabel bool
@@ -46,6 +48,7 @@ func (k *Kind) GroupResource() schema.GroupResource {
 var kinds = []*Kind{
 	{
 		GVK:         corev1.SchemeGroupVersion.WithKind("Namespace"),
+		Columns:     namespaceColumns(),
 		Resource:    "namespaces",
 		Aliases:     []string{"namespace", "ns"},
 		Namespaced:  false,
@@ -56,6 +59,7 @@ var kinds = []*Kind{
 	},
 	{
 		GVK:        corev1.SchemeGroupVersion.WithKind("Pod"),
+		Columns:    podColumns(),
 		Resource:   "pods",
 		Aliases:    []string{"pod", "po"},
 		Namespaced: true,
@@ -68,6 +72,7 @@ var kinds = []*Kind{
 	},
 	{
 		GVK:        corev1.SchemeGroupVersion.WithKind("Node"),
+		Columns:    nodeColumns(),
 		Resource:   "nodes",
 		Aliases:    []string{"node", "no"},
 		Namespaced: false,
@@ -80,6 +85,7 @@ var kinds = []*Kind{
 	},
 	{
 		GVK:        corev1.SchemeGroupVersion.WithKind("Service"),
+		Columns:    serviceColumns(),
 		Resource:   "services",
 		Aliases:    []string{"service", "svc"},
 		Namespaced: true,
@@ -93,6 +99,7 @@ var kinds = []*Kind{
 	},
 	{
 		GVK:        discoveryv1.SchemeGroupVersion.WithKind("EndpointSlice"),
+		Columns:    endpointSliceColumns(),
 		Resource:   "endpointslices",
 		Aliases:    []string{"endpointslice"},
 		Namespaced: true,
@@ -105,6 +112,7 @@ var kinds = []*Kind{
 	},
 	{
 		GVK:        appsv1.SchemeGroupVersion.WithKind("Deployment"),
+		Columns:    deploymentColumns(),
 		Resource:   "deployments",
 		Aliases:    []string{"deployment", "deploy"},
 		Namespaced: true,
@@ -117,6 +125,7 @@ var kinds = []*Kind{
 	},
 	{
 		GVK:        appsv1.SchemeGroupVersion.WithKind("ReplicaSet"),
+		Columns:    replicaSetColumns(),
 		Resource:   "replicasets",
 		Aliases:    []string{"replicaset", "rs"},
 		Namespaced: true,

@@ -172,3 +172,55 @@ func TestParsePublish(t *testing.T) {
 }
 
 func itoa(n int32) string { return strconv.Itoa(int(n)) }
+
+const svcAndDeploy = `apiVersion: v1
+kind: Service
+metadata: {name: web, labels: {app: web}}
+spec:
+  type: NodePort
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080, nodePort: 30080}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: web, command: [podnet, echo-server]}]
+`
+
+// TestGetNewKinds: the new kinds apply, print by their columns, and
+// delete; a bad one stores nothing.
+func TestGetNewKinds(t *testing.T) {
+	_, cfg := testutil.Store(t)
+	ep := cfg.ClientURL
+	out, err := podnet(t, ep, svcAndDeploy, "apply", "-f", "-")
+	if err != nil || !strings.Contains(out, "service/web created") || !strings.Contains(out, "deployment/web created") {
+		t.Fatalf("apply: %v\n%s", err, out)
+	}
+	out, err = podnet(t, ep, "", "get", "svc", "-o", "wide", "--show-labels")
+	if err != nil || !strings.Contains(out, "NAME   TYPE       CLUSTER-IP") || !strings.Contains(out, "80:30080/TCP") ||
+		!strings.Contains(out, "SELECTOR") || !strings.Contains(out, "LABELS") {
+		t.Fatalf("get svc: %v\n%s", err, out)
+	}
+	out, err = podnet(t, ep, "", "get", "deploy")
+	if err != nil || !strings.Contains(out, "READY   UP-TO-DATE   AVAILABLE") || !strings.Contains(out, "0/2") {
+		t.Fatalf("get deploy: %v\n%s", err, out)
+	}
+	out, err = podnet(t, ep, "", "get", "rs")
+	if err != nil || !strings.Contains(out, "No resources found") {
+		t.Fatalf("get rs: %v\n%s", err, out)
+	}
+	out, err = podnet(t, ep, strings.Replace(svcAndDeploy, "matchLabels: {app: web}", "matchLabels: {app: db}", 1), "apply", "-f", "-")
+	if err == nil || !strings.Contains(err.Error(), "`selector` does not match template `labels`") {
+		t.Fatalf("mismatched selector: %v\n%s", err, out)
+	}
+	out, err = podnet(t, ep, svcAndDeploy, "delete", "-f", "-")
+	if err != nil || !strings.Contains(out, `service "web" deleted`) || !strings.Contains(out, `deployment "web" deleted`) {
+		t.Fatalf("delete: %v\n%s", err, out)
+	}
+}

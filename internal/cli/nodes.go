@@ -12,54 +12,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 )
 
-const nodeRolePrefix = "node-role.kubernetes.io/"
+func nodeStatus(n *corev1.Node) string { return api.NodeStatus(n) }
 
-// nodeStatus is the STATUS column of `get nodes`, as kubectl shows it.
-func nodeStatus(n *corev1.Node) string {
-	s := "Unknown"
-	switch api.NodeReady(n) {
-	case corev1.ConditionTrue:
-		s = "Ready"
-	case corev1.ConditionFalse:
-		s = "NotReady"
-	case corev1.ConditionUnknown:
-		s = "NotReady"
-	}
-	if n.Spec.Unschedulable {
-		s += ",SchedulingDisabled"
-	}
-	return s
-}
-
-func nodeRoles(n *corev1.Node) string {
-	var roles []string
-	for k := range n.Labels {
-		if r, ok := strings.CutPrefix(k, nodeRolePrefix); ok && r != "" {
-			roles = append(roles, r)
-		}
-	}
-	if len(roles) == 0 {
-		return "<none>"
-	}
-	sort.Strings(roles)
-	return strings.Join(roles, ",")
-}
-
-func printNodes(tw io.Writer, objs []api.Object, wide bool) {
-	hdr := "NAME\tSTATUS\tROLES\tAGE"
-	if wide {
-		hdr += "\tINTERNAL-IP\tPOD-CIDR\tBACKEND"
-	}
-	fmt.Fprintln(tw, hdr)
-	for _, o := range objs {
-		n := o.(*corev1.Node)
-		row := fmt.Sprintf("%s\t%s\t%s\t%s", n.Name, nodeStatus(n), nodeRoles(n), age(n.CreationTimestamp.Time))
-		if wide {
-			row += fmt.Sprintf("\t%s\t%s\t%s", orNone(api.NodeInternalIP(n)), orNone(n.Spec.PodCIDR), orNone(n.Annotations[api.AnnotationBackend]))
-		}
-		fmt.Fprintln(tw, row)
-	}
-}
+func nodeRoles(n *corev1.Node) string { return api.NodeRoles(n) }
 
 // describeNode prints a node, its conditions (with their messages, e.g. a
 // pod CIDR exhaustion) and the pods bound to it.

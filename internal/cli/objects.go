@@ -115,10 +115,10 @@ func newApply(g *globals) *cobra.Command {
 
 func newGet(g *globals) *cobra.Command {
 	var output, selector string
-	var all bool
+	var all, showLabels bool
 	cmd := &cobra.Command{
 		Use:   "get RESOURCE [NAME...]",
-		Short: "List objects: pods, nodes, namespaces",
+		Short: "List objects: pods, nodes, namespaces, svc, endpointslices, deploy, rs",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			k, err := api.ResourceFor(args[0])
@@ -160,16 +160,17 @@ func newGet(g *globals) *cobra.Command {
 				}
 			}
 			single := len(args) == 2
-			return printObjects(g.out, k, objs, output, all && k.Namespaced, single, ns)
+			return printObjects(g.out, k, objs, output, all && k.Namespaced, single, showLabels, ns)
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: wide, yaml, json, name")
 	cmd.Flags().StringVarP(&selector, "selector", "l", "", "label selector, e.g. app=web")
 	cmd.Flags().BoolVarP(&all, "all-namespaces", "A", false, "list across all namespaces")
+	cmd.Flags().BoolVar(&showLabels, "show-labels", false, "show each object's labels as the last column")
 	return cmd
 }
 
-func printObjects(w io.Writer, k *api.Kind, objs []api.Object, output string, showNS, single bool, ns string) error {
+func printObjects(w io.Writer, k *api.Kind, objs []api.Object, output string, showNS, single, showLabels bool, ns string) error {
 	switch output {
 	case "yaml", "json":
 		var v any
@@ -209,78 +210,47 @@ func printObjects(w io.Writer, k *api.Kind, objs []api.Object, output string, sh
 		}
 		return nil
 	}
-	tw := tabwriter.NewWriter(w, 0, 8, 3, ' ', 0)
-	defer tw.Flush()
-	wide := output == "wide"
-	switch k.GVK.Kind {
-	case "Pod":
-		hdr := "NAME\tREADY\tSTATUS\tRESTARTS\tAGE"
-		if showNS {
-			hdr = "NAMESPACE\t" + hdr
-		}
-		if wide {
-			hdr += "\tIP\tNODE\tNETWORK"
-		}
-		fmt.Fprintln(tw, hdr)
-		for _, o := range objs {
-			p := o.(*corev1.Pod)
-			ready, restarts := 0, int32(0)
-			for _, cs := range p.Status.ContainerStatuses {
-				if cs.Ready {
-					ready++
-				}
-				restarts += cs.RestartCount
-			}
-			row := fmt.Sprintf("%s\t%d/%d\t%s\t%d\t%s", p.Name, ready, len(p.Spec.Containers), podStatus(p), restarts, age(p.CreationTimestamp.Time))
-			if showNS {
-				row = p.Namespace + "\t" + row
-			}
-			if wide {
-				row += fmt.Sprintf("\t%s\t%s\t%s", orNone(p.Status.PodIP), orNone(p.Spec.NodeName), api.NetworkMode(p))
-			}
-			fmt.Fprintln(tw, row)
-		}
-	case "Node":
-		printNodes(tw, objs, wide)
-	case "Namespace":
-		fmt.Fprintln(tw, "NAME\tSTATUS\tAGE")
-		for _, o := range objs {
-			n := o.(*corev1.Namespace)
-			fmt.Fprintf(tw, "%s\t%s\t%s\n", n.Name, n.Status.Phase, age(n.CreationTimestamp.Time))
-		}
-	default:
-		fmt.Fprintln(tw, "NAME\tAGE")
-		for _, o := range objs {
-			fmt.Fprintf(tw, "%s\t%s\n", o.GetName(), age(o.GetCreationTimestamp().Time))
-		}
-	}
+	printTable(w, k, objs, output == "wide", showNS, showLabels)
 	return nil
 }
 
-// podStatus is the STATUS column, as kubectl shows it.
-func podStatus(p *corev1.Pod) string {
-	if p.DeletionTimestamp != nil {
-		return "Terminating"
+// printTable prints objects by their kind's columns (api.Kind.Columns):
+// no per-kind code here.
+func printTable(w io.Writer, k *api.Kind, objs []api.Object, wide, showNS, showLabels bool) {
+	tw := tabwriter.NewWriter(w, 0, 8, 3, ' ', 0)
+	defer tw.Flush()
+	var hdr []string
+	if showNS {
+		hdr = append(hdr, "NAMESPACE")
 	}
-	for _, cs := range p.Status.ContainerStatuses {
-		if cs.State.Waiting != nil && cs.State.Waiting.Reason != "" {
-			return cs.State.Waiting.Reason
+	for _, c := range k.Columns {
+		if !c.Wide || wide {
+			hdr = append(hdr, c.Name)
 		}
-		if cs.State.Terminated != nil && cs.State.Terminated.Reason != "" && p.Status.Phase != corev1.PodSucceeded {
-			return cs.State.Terminated.Reason
+	}
+	if showLabels {
+		hdr = append(hdr, "LABELS")
+	}
+	fmt.Fprintln(tw, strings.Join(hdr, "\t"))
+	for _, o := range objs {
+		var row []string
+		if showNS {
+			row = append(row, o.GetNamespace())
 		}
+		for _, c := range k.Columns {
+			if !c.Wide || wide {
+				row = append(row, c.Cell(o))
+			}
+		}
+		if showLabels {
+			row = append(row, api.SelectorString(o.GetLabels()))
+		}
+		fmt.Fprintln(tw, strings.Join(row, "\t"))
 	}
-	if p.Status.Reason != "" {
-		return p.Status.Reason
-	}
-	if p.Status.Phase == corev1.PodSucceeded {
-		return "Completed"
-	}
-	if p.Status.Phase == "" {
-		return string(corev1.PodPending)
-	}
-	return string(p.Status.Phase)
 }
+
+// podStatus is the STATUS column, as kubectl shows it.
+func podStatus(p *corev1.Pod) string { return api.PodStatus(p) }
 
 func age(t time.Time) string {
 	if t.IsZero() {
