@@ -12,6 +12,8 @@
 //     leaves them Pending with PodScheduled=False, reason Unschedulable.
 //   - load balancer (loadbalancer.go): gives type LoadBalancer Services an
 //     address from the cluster's pool (lbipam) in status.loadBalancer.
+//   - namespaces (namespace.go): a Terminating namespace's content is
+//     deleted, then the namespace.
 //
 // Each loop reconciles from a fresh list on a short period and at once on
 // a watch event, so a missed event costs at most one period.
@@ -86,6 +88,7 @@ func NewManager(cfg Config) *Manager {
 			NewNodeLifecycle(cfg.Store, log, cfg.Resync),
 			NewScheduler(cfg.Store, log, cfg.Resync),
 			NewLoadBalancer(cfg.Store, log, cfg.Resync),
+			NewNamespaces(cfg.Store, log, cfg.Resync),
 		}
 	}
 	return &Manager{cfg: cfg, log: log}

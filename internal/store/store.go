@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"github.com/podnet/podnet/internal/api"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -73,9 +75,11 @@ func nsKind() *api.Kind {
 	return k
 }
 
-// Create stores a new object. It defaults and validates it, sets uid and
-// creationTimestamp, and fails with AlreadyExists if the name is taken or
-// NotFound if its namespace does not exist. o is updated in place.
+// Create stores a new object. It defaults and validates it, sets uid,
+// creationTimestamp and generation 1, and fails with AlreadyExists if the
+// name is taken, NotFound if its namespace does not exist or Forbidden if
+// the namespace is terminating. A kind's TxnHook (a Service's cluster IP
+// and nodePorts) commits in the same transaction. o is updated in place.
 func (s *Store) Create(ctx context.Context, o api.Object) error {
 	k, err := api.KindOf(o)
 	if err != nil {
@@ -91,32 +95,67 @@ func (s *Store) Create(ctx context.Context, o api.Object) error {
 		o.SetUID(uuid.NewUUID())
 	}
 	o.SetCreationTimestamp(metav1.NewTime(time.Now().UTC().Truncate(time.Second)))
-	val, err := encode(o)
-	if err != nil {
-		return err
-	}
+	o.SetGeneration(1)
 	key := Key(k, o.GetNamespace(), o.GetName())
-	cmps := []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(key), "=", 0)}
-	var nsKey string
-	if k.Namespaced {
-		nsKey = Key(nsKind(), "", o.GetNamespace())
-		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(nsKey), ">", 0))
-	}
-	resp, err := s.c.Txn(ctx).If(cmps...).Then(clientv3.OpPut(key, string(val))).Commit()
-	if err != nil {
-		return fmt.Errorf("create %s %s/%s: %w", k.Resource, o.GetNamespace(), o.GetName(), err)
-	}
-	if !resp.Succeeded {
-		if k.Namespaced {
-			g, err := s.c.Get(ctx, nsKey, clientv3.WithCountOnly())
-			if err == nil && g.Count == 0 {
-				return apierrors.NewNotFound(nsKind().GroupResource(), o.GetNamespace())
+	hook := hookOf(k)
+	for attempt := 0; ; attempt++ {
+		obj := o
+		var parts TxnParts
+		if hook.Create != nil {
+			obj = o.DeepCopyObject().(api.Object)
+			if parts, err = hook.Create(ctx, s, obj); err != nil {
+				if g, gerr := s.c.Get(ctx, key, clientv3.WithCountOnly()); gerr == nil && g.Count > 0 {
+					return apierrors.NewAlreadyExists(k.GroupResource(), o.GetName())
+				}
+				return err
 			}
 		}
-		return apierrors.NewAlreadyExists(k.GroupResource(), o.GetName())
+		val, err := encode(obj)
+		if err != nil {
+			return err
+		}
+		cmps := []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(key), "=", 0)}
+		var nsKey string
+		if k.Namespaced {
+			nsKey = Key(nsKind(), "", o.GetNamespace())
+			cmps = append(cmps,
+				clientv3.Compare(clientv3.CreateRevision(nsKey), ">", 0),
+				clientv3.Compare(clientv3.CreateRevision(terminatingKey(o.GetNamespace())), "=", 0))
+		}
+		cmps = append(cmps, parts.Cmps...)
+		resp, err := s.c.Txn(ctx).If(cmps...).Then(append([]clientv3.Op{clientv3.OpPut(key, string(val))}, parts.Ops...)...).Commit()
+		if err != nil {
+			return fmt.Errorf("create %s %s/%s: %w", k.Resource, o.GetNamespace(), o.GetName(), err)
+		}
+		if resp.Succeeded {
+			if obj != o {
+				reflect.ValueOf(o).Elem().Set(reflect.ValueOf(obj).Elem())
+			}
+			o.SetResourceVersion(strconv.FormatInt(resp.Header.Revision, 10))
+			return nil
+		}
+		ops := []clientv3.Op{clientv3.OpGet(key, clientv3.WithCountOnly())}
+		if k.Namespaced {
+			ops = append(ops, clientv3.OpGet(nsKey, clientv3.WithCountOnly()), clientv3.OpGet(terminatingKey(o.GetNamespace()), clientv3.WithCountOnly()))
+		}
+		why, err := s.c.Txn(ctx).Then(ops...).Commit()
+		if err != nil {
+			return fmt.Errorf("create %s %s/%s: %w", k.Resource, o.GetNamespace(), o.GetName(), err)
+		}
+		count := func(i int) int64 { return why.Responses[i].GetResponseRange().Count }
+		switch {
+		case count(0) > 0:
+			return apierrors.NewAlreadyExists(k.GroupResource(), o.GetName())
+		case k.Namespaced && count(1) == 0:
+			return apierrors.NewNotFound(nsKind().GroupResource(), o.GetNamespace())
+		case k.Namespaced && count(2) > 0:
+			return apierrors.NewForbidden(k.GroupResource(), o.GetName(), fmt.Errorf("unable to create new content in namespace %s because it is being terminated", o.GetNamespace()))
+		}
+		// A claim of the hook was taken meanwhile: allocate again.
+		if attempt >= 20 {
+			return apierrors.NewConflict(k.GroupResource(), o.GetName(), errors.New("allocation kept conflicting; try again"))
+		}
 	}
-	o.SetResourceVersion(strconv.FormatInt(resp.Header.Revision, 10))
-	return nil
 }
 
 // Get reads one object.
@@ -171,6 +210,10 @@ func (s *Store) Update(ctx context.Context, o api.Object) error {
 	if cur.GetResourceVersion() != o.GetResourceVersion() {
 		return conflict(k, o.GetName())
 	}
+	hook := hookOf(k)
+	if hook.PrepareUpdate != nil {
+		hook.PrepareUpdate(cur, o)
+	}
 	if err := api.Prepare(o); err != nil {
 		return apierrors.NewBadRequest(err.Error())
 	}
@@ -188,20 +231,74 @@ func (s *Store) Update(ctx context.Context, o api.Object) error {
 		o.SetDeletionTimestamp(cur.GetDeletionTimestamp())
 		o.SetDeletionGracePeriodSeconds(cur.GetDeletionGracePeriodSeconds())
 	}
-	val, err := encode(o)
-	if err != nil {
-		return err
-	}
+	o.SetGeneration(nextGeneration(cur, o))
 	key := Key(k, o.GetNamespace(), o.GetName())
-	resp, err := s.c.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", rv)).Then(clientv3.OpPut(key, string(val))).Commit()
+	for attempt := 0; ; attempt++ {
+		obj := o
+		var parts TxnParts
+		if hook.Update != nil {
+			obj = o.DeepCopyObject().(api.Object)
+			if parts, err = hook.Update(ctx, s, cur, obj); err != nil {
+				return err
+			}
+		}
+		val, err := encode(obj)
+		if err != nil {
+			return err
+		}
+		cmps := append([]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", rv)}, parts.Cmps...)
+		resp, err := s.c.Txn(ctx).If(cmps...).Then(append([]clientv3.Op{clientv3.OpPut(key, string(val))}, parts.Ops...)...).Commit()
+		if err != nil {
+			return fmt.Errorf("update %s %s: %w", k.Resource, o.GetName(), err)
+		}
+		if resp.Succeeded {
+			if obj != o {
+				reflect.ValueOf(o).Elem().Set(reflect.ValueOf(obj).Elem())
+			}
+			o.SetResourceVersion(strconv.FormatInt(resp.Header.Revision, 10))
+			return nil
+		}
+		if len(parts.Cmps) == 0 || attempt >= 20 {
+			return conflict(k, o.GetName())
+		}
+		// Did the object change, or was a claim taken meanwhile?
+		g, err := s.c.Get(ctx, key)
+		if err != nil {
+			return fmt.Errorf("update %s %s: %w", k.Resource, o.GetName(), err)
+		}
+		if len(g.Kvs) == 0 {
+			return apierrors.NewNotFound(k.GroupResource(), o.GetName())
+		}
+		if g.Kvs[0].ModRevision != rv {
+			return conflict(k, o.GetName())
+		}
+	}
+}
+
+// nextGeneration is cur's generation, plus one if the update changes the
+// spec (status-only and metadata-only writes keep it).
+func nextGeneration(cur, o api.Object) int64 {
+	g := cur.GetGeneration()
+	if g == 0 {
+		g = 1
+	}
+	if !bytes.Equal(specOf(cur), specOf(o)) {
+		g++
+	}
+	return g
+}
+
+// specOf returns the JSON of an object's spec (nil for kinds without one).
+func specOf(o api.Object) []byte {
+	b, err := json.Marshal(o)
 	if err != nil {
-		return fmt.Errorf("update %s %s: %w", k.Resource, o.GetName(), err)
+		return nil
 	}
-	if !resp.Succeeded {
-		return conflict(k, o.GetName())
+	var m map[string]json.RawMessage
+	if json.Unmarshal(b, &m) != nil {
+		return nil
 	}
-	o.SetResourceVersion(strconv.FormatInt(resp.Header.Revision, 10))
-	return nil
+	return m["spec"]
 }
 
 func conflict(k *api.Kind, name string) error {
@@ -275,7 +372,11 @@ func (s *Store) Apply(ctx context.Context, o api.Object) (ApplyResult, error) {
 		want.SetResourceVersion(cur.GetResourceVersion())
 		want.SetUID(cur.GetUID())
 		want.SetCreationTimestamp(cur.GetCreationTimestamp())
+		want.SetGeneration(cur.GetGeneration())
 		copyStatus(cur, want)
+		if h := hookOf(k); h.PrepareUpdate != nil {
+			h.PrepareUpdate(cur, want)
+		}
 		if err := api.Prepare(want); err != nil {
 			return "", apierrors.NewBadRequest(err.Error())
 		}
@@ -302,6 +403,12 @@ func copyStatus(from, to api.Object) {
 		}
 	case *corev1.Namespace:
 		t.Status = from.(*corev1.Namespace).Status
+	case *corev1.Service:
+		t.Status = from.(*corev1.Service).Status
+	case *appsv1.Deployment:
+		t.Status = from.(*appsv1.Deployment).Status
+	case *appsv1.ReplicaSet:
+		t.Status = from.(*appsv1.ReplicaSet).Status
 	}
 }
 
@@ -321,8 +428,11 @@ type DeleteOptions struct {
 
 // Delete removes an object. A pod bound to a node is deleted gracefully:
 // it is marked with a deletionTimestamp, and its node's agent removes the
-// key once the pod's processes and network are gone. It returns true if
-// the key is gone, false if the deletion is pending.
+// key once the pod's processes and network are gone. A namespace turns
+// Terminating (nothing new can be created in it); the namespace controller
+// deletes its content and then the namespace (RemoveNamespace). A kind's
+// TxnHook (a Service's claims) commits in the same transaction. It returns
+// true if the key is gone, false if the deletion is pending.
 func (s *Store) Delete(ctx context.Context, k *api.Kind, namespace, name string, opts DeleteOptions) (bool, error) {
 	key := Key(k, namespace, name)
 	for attempt := 0; ; attempt++ {
@@ -334,12 +444,26 @@ func (s *Store) Delete(ctx context.Context, k *api.Kind, namespace, name string,
 			return false, apierrors.NewConflict(k.GroupResource(), name, fmt.Errorf("precondition failed: uid %s, found %s", opts.UID, cur.GetUID()))
 		}
 		rv, _ := strconv.ParseInt(cur.GetResourceVersion(), 10, 64)
-		if k.GVK.Kind == "Namespace" {
-			if err := s.checkEmpty(ctx, name); err != nil {
+		unchanged := clientv3.Compare(clientv3.ModRevision(key), "=", rv)
+		if ns, ok := cur.(*corev1.Namespace); ok {
+			if ns.DeletionTimestamp != nil && ns.Status.Phase == corev1.NamespaceTerminating {
+				return false, nil
+			}
+			now := metav1.NewTime(time.Now().UTC().Truncate(time.Second))
+			ns.DeletionTimestamp = &now
+			ns.Status.Phase = corev1.NamespaceTerminating
+			val, err := encode(ns)
+			if err != nil {
 				return false, err
 			}
-		}
-		if p, ok := cur.(*corev1.Pod); ok && !opts.Force && p.Spec.NodeName != "" {
+			resp, err := s.c.Txn(ctx).If(unchanged).Then(clientv3.OpPut(key, string(val)), clientv3.OpPut(terminatingKey(name), "")).Commit()
+			if err != nil {
+				return false, fmt.Errorf("delete %s %s: %w", k.Resource, name, err)
+			}
+			if resp.Succeeded {
+				return false, nil
+			}
+		} else if p, ok := cur.(*corev1.Pod); ok && !opts.Force && p.Spec.NodeName != "" {
 			if p.DeletionTimestamp != nil {
 				return false, nil
 			}
@@ -350,7 +474,7 @@ func (s *Store) Delete(ctx context.Context, k *api.Kind, namespace, name string,
 			if err != nil {
 				return false, err
 			}
-			resp, err := s.c.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", rv)).Then(clientv3.OpPut(key, string(val))).Commit()
+			resp, err := s.c.Txn(ctx).If(unchanged).Then(clientv3.OpPut(key, string(val))).Commit()
 			if err != nil {
 				return false, fmt.Errorf("delete %s %s: %w", k.Resource, name, err)
 			}
@@ -358,7 +482,13 @@ func (s *Store) Delete(ctx context.Context, k *api.Kind, namespace, name string,
 				return false, nil
 			}
 		} else {
-			resp, err := s.c.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", rv)).Then(clientv3.OpDelete(key)).Commit()
+			var parts TxnParts
+			if h := hookOf(k); h.Delete != nil {
+				if parts, err = h.Delete(ctx, s, cur); err != nil {
+					return false, err
+				}
+			}
+			resp, err := s.c.Txn(ctx).If(append([]clientv3.Cmp{unchanged}, parts.Cmps...)...).Then(append([]clientv3.Op{clientv3.OpDelete(key)}, parts.Ops...)...).Commit()
 			if err != nil {
 				return false, fmt.Errorf("delete %s %s: %w", k.Resource, name, err)
 			}
@@ -372,6 +502,39 @@ func (s *Store) Delete(ctx context.Context, k *api.Kind, namespace, name string,
 	}
 }
 
+// TerminatingPrefix holds a marker per terminating namespace; creates in
+// the namespace check its absence in their transaction.
+const TerminatingPrefix = "/podnet/namespaces/terminating/"
+
+func terminatingKey(ns string) string { return TerminatingPrefix + ns }
+
+// RemoveNamespace deletes a terminating namespace once it holds nothing;
+// it fails with a Conflict naming what is left otherwise.
+func (s *Store) RemoveNamespace(ctx context.Context, name string) error {
+	k := nsKind()
+	cur, err := s.Get(ctx, k, "", name)
+	if err != nil {
+		return err
+	}
+	if cur.GetDeletionTimestamp() == nil {
+		return apierrors.NewBadRequest(fmt.Sprintf("namespace %q is not being deleted", name))
+	}
+	if err := s.checkEmpty(ctx, name); err != nil {
+		return err
+	}
+	rv, _ := strconv.ParseInt(cur.GetResourceVersion(), 10, 64)
+	key := Key(k, "", name)
+	resp, err := s.c.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", rv)).
+		Then(clientv3.OpDelete(key), clientv3.OpDelete(terminatingKey(name))).Commit()
+	if err != nil {
+		return fmt.Errorf("remove namespace %s: %w", name, err)
+	}
+	if !resp.Succeeded {
+		return conflict(k, name)
+	}
+	return nil
+}
+
 func (s *Store) checkEmpty(ctx context.Context, ns string) error {
 	for _, k := range api.Kinds() {
 		if !k.Namespaced {
@@ -382,7 +545,7 @@ func (s *Store) checkEmpty(ctx context.Context, ns string) error {
 			return err
 		}
 		if resp.Count > 0 {
-			return apierrors.NewConflict(nsKind().GroupResource(), ns, fmt.Errorf("namespace still holds %d %s; delete them first", resp.Count, k.Resource))
+			return apierrors.NewConflict(nsKind().GroupResource(), ns, fmt.Errorf("namespace still holds %d %s", resp.Count, k.Resource))
 		}
 	}
 	return nil
