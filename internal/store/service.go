@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"reflect"
 
 	"github.com/podnet/podnet/internal/api"
 	"github.com/podnet/podnet/internal/serviceipam"
@@ -130,6 +131,12 @@ func prepareServiceUpdate(old, svc *corev1.Service) {
 				}
 			}
 		}
+	}
+	if !hasNodePorts(svc) && svc.Spec.ExternalTrafficPolicy == old.Spec.ExternalTrafficPolicy {
+		svc.Spec.ExternalTrafficPolicy = ""
+	}
+	if svcType(svc) != corev1.ServiceTypeLoadBalancer && reflect.DeepEqual(svc.Spec.AllocateLoadBalancerNodePorts, old.Spec.AllocateLoadBalancerNodePorts) {
+		svc.Spec.AllocateLoadBalancerNodePorts = nil
 	}
 	if !needsHealthCheckPort(svc) && svc.Spec.HealthCheckNodePort == old.Spec.HealthCheckNodePort {
 		svc.Spec.HealthCheckNodePort = 0
