@@ -3,7 +3,6 @@ package cni_test
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -191,23 +190,14 @@ func TestCrashMidAddThenGC(t *testing.T) {
 // Acceptance 7: the real cnitool drives the plugin.
 func TestCnitool(t *testing.T) {
 	n := newNode(t)
-	gobin := t.TempDir()
-	cmd := exec.Command("go", "install", "github.com/containernetworking/cni/cnitool@v1.3.1")
-	cmd.Env = append(os.Environ(), "GOBIN="+gobin, "GOFLAGS=-mod=mod")
-	cmd.Dir = t.TempDir()
-	if out, err := cmd.CombinedOutput(); err != nil {
-		if strings.Contains(string(out), "dial tcp") || strings.Contains(string(out), "proxy") || strings.Contains(string(out), "no such host") {
-			testutil.SkipOrFail(t, "module proxy unreachable, can't install cnitool: "+string(out))
-		}
-		t.Fatalf("go install cnitool: %v\n%s", err, out)
-	}
+	cnitool := testutil.GoTool(t, "github.com/containernetworking/cni/cnitool", "v1.3.1")
 	confDir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(confDir, "10-podnet.conflist"), n.conflistBytes("1.1.0", nil), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	p := n.newPod()
 	run := func(args ...string) (string, error) {
-		c := testutil.InNS(n.ns, filepath.Join(gobin, "cnitool"), args...)
+		c := testutil.InNS(n.ns, cnitool, args...)
 		c.Env = append(os.Environ(), "CNI_PATH="+pluginBinDir(t), "NETCONFPATH="+confDir, "CNI_IFNAME=eth0",
 			"CNI_CACHE_DIR="+t.TempDir())
 		out, err := c.CombinedOutput()

@@ -1,5 +1,7 @@
-// Package testutil gives tests throwaway network namespaces, unique names and
-// the project's built binaries. Everything it creates is removed in t.Cleanup.
+// Package testutil gives tests throwaway network namespaces, unique names,
+// the project's built binaries and test tools (Go commands from the module
+// proxy, cached outside the repository; Debian commands). Everything it
+// creates is removed in t.Cleanup.
 //
 // Names it hands out start with "pn" so scripts/leakcheck.sh can find leaks.
 package testutil
