@@ -29,6 +29,9 @@ func (f *serverFlags) register(cmd *cobra.Command) {
 	cmd.Flags().IntVar(&f.cluster.NodeCIDRMaskSize, "node-cidr-mask-size", 24, "prefix length of each node's pod CIDR")
 	cmd.Flags().StringVar(&f.cluster.Backend, "backend", api.BackendVXLAN, "how pod traffic crosses nodes: vxlan or host-gw")
 	cmd.Flags().DurationVar(&f.cluster.NodeGracePeriod.Duration, "node-grace-period", 5*time.Minute, "how long a node may be NotReady before its pod CIDR is reclaimed")
+	cmd.Flags().StringVar(&f.cluster.ServiceCIDR, "service-cluster-ip-range", api.DefaultServiceCIDR, "the range Service cluster IPs come from (its tenth address is kept for cluster DNS)")
+	cmd.Flags().StringVar(&f.cluster.NodePortRange, "service-node-port-range", api.DefaultNodePortRange, "the range of Service nodePorts, FROM-TO")
+	cmd.Flags().DurationVar(&f.cluster.PodEvictionTimeout.Duration, "pod-eviction-timeout", 5*time.Minute, "how long a node may be NotReady before its pods are deleted")
 	cmd.Flags().StringVar(&f.cluster.LoadBalancerRange, "lb-range", "", "the pool type LoadBalancer Services' addresses come from: first-last (192.168.250.200-192.168.250.250) or a CIDR; empty keeps the stored pool (none: EXTERNAL-IP stays <pending>)")
 }
 

@@ -173,6 +173,15 @@ func NewRecord(spec Spec, parent, binary string) (*Record, error) {
 		r.Server.Args = []string{binary, "server", "--etcd-endpoints", ep}
 	}
 	r.Server.Args = append(r.Server.Args, "--backend", spec.Backend, "--cluster-cidr", spec.ClusterCIDR, "--lb-range", spec.LBRange)
+	if spec.ServiceCIDR != "" {
+		r.Server.Args = append(r.Server.Args, "--service-cluster-ip-range", spec.ServiceCIDR)
+	}
+	if spec.NodePortRange != "" {
+		r.Server.Args = append(r.Server.Args, "--service-node-port-range", spec.NodePortRange)
+	}
+	if spec.PodEvictionTimeout > 0 {
+		r.Server.Args = append(r.Server.Args, "--pod-eviction-timeout", spec.PodEvictionTimeout.String())
+	}
 	for _, h := range t.Nodes() {
 		nd := r.NodeDir(h.Name)
 		r.Agents = append(r.Agents, Proc{

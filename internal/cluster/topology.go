@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
+	"time"
 
 	"github.com/podnet/podnet/internal/agent"
 	"github.com/podnet/podnet/internal/api"
@@ -29,6 +30,12 @@ type Spec struct {
 	// (.2), outside (.3), etcd members (.4-.8) and nodes (.11-.210 with
 	// MaxNodes; a range overlapping node addresses is refused).
 	LBRange string `json:"lbRange,omitempty"`
+	// ServiceCIDR, NodePortRange and PodEvictionTimeout are passed to the
+	// server as --service-cluster-ip-range, --service-node-port-range and
+	// --pod-eviction-timeout when set (empty/zero: the server's defaults).
+	ServiceCIDR        string        `json:"serviceCIDR,omitempty"`
+	NodePortRange      string        `json:"nodePortRange,omitempty"`
+	PodEvictionTimeout time.Duration `json:"podEvictionTimeout,omitempty"`
 }
 
 // Limits of a Spec.

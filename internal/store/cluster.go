@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/podnet/podnet/internal/api"
+	"github.com/podnet/podnet/internal/serviceipam"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -21,6 +22,12 @@ func (s *Store) EnsureClusterConfig(ctx context.Context, want api.ClusterConfig)
 	want.Default()
 	if err := want.Validate(); err != nil {
 		return want, err
+	}
+	if _, err := serviceipam.ParseIPRange(want.ServiceCIDR); err != nil {
+		return want, fmt.Errorf("cluster config: serviceCIDR: %w", err)
+	}
+	if _, err := serviceipam.ParsePortRange(want.NodePortRange); err != nil {
+		return want, fmt.Errorf("cluster config: nodePortRange: %w", err)
 	}
 	val, err := json.Marshal(want)
 	if err != nil {
@@ -41,7 +48,12 @@ func (s *Store) EnsureClusterConfig(ctx context.Context, want api.ClusterConfig)
 	if err := json.Unmarshal(kv.Value, &have); err != nil {
 		return want, fmt.Errorf("cluster config: %w", err)
 	}
+	have.Default()
 	switch {
+	case have.ServiceCIDR != want.ServiceCIDR:
+		return have, fmt.Errorf("cluster config: serviceCIDR is %s in the store; it cannot change to %s", have.ServiceCIDR, want.ServiceCIDR)
+	case have.NodePortRange != want.NodePortRange:
+		return have, fmt.Errorf("cluster config: nodePortRange is %s in the store; it cannot change to %s", have.NodePortRange, want.NodePortRange)
 	case have.ClusterCIDR != want.ClusterCIDR:
 		return have, fmt.Errorf("cluster config: clusterCIDR is %s in the store; it cannot change to %s", have.ClusterCIDR, want.ClusterCIDR)
 	case have.NodeCIDRMaskSize != want.NodeCIDRMaskSize:
@@ -54,7 +66,7 @@ func (s *Store) EnsureClusterConfig(ctx context.Context, want api.ClusterConfig)
 	if want.LoadBalancerRange == "" {
 		want.LoadBalancerRange = have.LoadBalancerRange
 	}
-	if have.NodeGracePeriod != want.NodeGracePeriod || have.LoadBalancerRange != want.LoadBalancerRange {
+	if have.NodeGracePeriod != want.NodeGracePeriod || have.PodEvictionTimeout != want.PodEvictionTimeout || have.LoadBalancerRange != want.LoadBalancerRange {
 		if _, err := s.c.Put(ctx, ClusterConfigKey, string(val)); err != nil {
 			return have, fmt.Errorf("cluster config: %w", err)
 		}

@@ -405,3 +405,19 @@ func TestNamespaceTerminating(t *testing.T) {
 		t.Fatalf("create in recreated namespace: %v", err)
 	}
 }
+
+// TestServiceRangesFixed: a running cluster's service ranges cannot change;
+// a bad range is refused at server start.
+func TestServiceRangesFixed(t *testing.T) {
+	s := serviceStore(t, "10.96.0.0/16", "30000-30100")
+	ctx := context.Background()
+	if _, err := s.EnsureClusterConfig(ctx, api.ClusterConfig{ServiceCIDR: "10.97.0.0/16", NodePortRange: "30000-30100"}); err == nil || !strings.Contains(err.Error(), "serviceCIDR is 10.96.0.0/16 in the store") {
+		t.Fatalf("service CIDR change: %v", err)
+	}
+	if _, err := s.EnsureClusterConfig(ctx, api.ClusterConfig{ServiceCIDR: "10.96.0.0/16", NodePortRange: "30000-30200"}); err == nil || !strings.Contains(err.Error(), "nodePortRange is 30000-30100 in the store") {
+		t.Fatalf("nodePort range change: %v", err)
+	}
+	if _, err := s.EnsureClusterConfig(ctx, api.ClusterConfig{ServiceCIDR: "10.96.0.0/16", NodePortRange: "30100-30000"}); err == nil || !strings.Contains(err.Error(), "nodePortRange") {
+		t.Fatalf("bad nodePort range: %v", err)
+	}
+}
