@@ -127,7 +127,7 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("shim: %w", err)
 	}
 	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+	if err := lockDying(lock); err != nil {
 		return fmt.Errorf("shim: %s is served by another shim: %w", o.Dir, err)
 	}
 	logf, err := os.OpenFile(filepath.Join(o.Dir, LogFile), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
@@ -319,5 +319,21 @@ func shouldRestart(p corev1.RestartPolicy, exitCode int) bool {
 		return exitCode != 0
 	default:
 		return true
+	}
+}
+
+// lockDying takes the shim's lock. A shim killed a moment ago may still hold
+// it: the kernel releases a process's files after its memory, so an exiting
+// shim no longer looks like one (empty cmdline) while its lock is held for
+// a little longer. A live shim holds the lock for good, so waiting a bounded
+// time tells the two apart.
+func lockDying(f *os.File) error {
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil || err != syscall.EWOULDBLOCK || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
