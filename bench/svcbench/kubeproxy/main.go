@@ -184,7 +184,18 @@ func notRootNetns() error {
 	}
 	root, err := os.Readlink("/proc/1/ns/net")
 	if err != nil {
-		return err
+		// pid 1 not readable (a container): a throwaway namespace has no
+		// default route, the machine's has one.
+		routes, rerr := os.ReadFile("/proc/net/route")
+		if rerr != nil {
+			return rerr
+		}
+		for _, l := range strings.Split(string(routes), "\n")[1:] {
+			if f := strings.Fields(l); len(f) > 2 && f[1] == "00000000" && f[7] == "00000000" {
+				return fmt.Errorf("refusing to run in a network namespace with a default route (%s): run it in a throwaway one (unshare -n)", f[0])
+			}
+		}
+		return nil
 	}
 	if self == root {
 		return fmt.Errorf("refusing to run in the root network namespace: run it in a throwaway one (unshare -n)")
