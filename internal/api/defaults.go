@@ -75,5 +75,6 @@ func defaultPodSpec(s *corev1.PodSpec) {
 		if c.ImagePullPolicy == "" {
 			c.ImagePullPolicy = corev1.PullIfNotPresent
 		}
+		defaultContainerProbes(c)
 	}
 }

@@ -145,6 +145,7 @@ func validatePodSpec(s *corev1.PodSpec, annotations map[string]string, annPath, 
 				}
 			}
 		}
+		errs = append(errs, validateContainerProbes(c, cp)...)
 		for j, port := range c.Ports {
 			pp := cp.Child("ports").Index(j)
 			for _, m := range utilvalidation.IsValidPortNum(int(port.ContainerPort)) {
