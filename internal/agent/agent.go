@@ -18,16 +18,20 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"os/exec"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/podnet/podnet/internal/api"
+	"github.com/podnet/podnet/internal/prober"
 	"github.com/podnet/podnet/internal/store"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
 )
 
 // PodRuntime sets pods up on this node. internal/sandbox implements it.
@@ -40,6 +44,12 @@ type PodRuntime interface {
 	Kill(ctx context.Context, uid types.UID, gracePeriod time.Duration) error
 	// Pods lists the UIDs of pods set up on this node.
 	Pods() ([]types.UID, error)
+	// Exec returns a command running argv in the pod's network namespace
+	// (exec probes and preStop hooks).
+	Exec(uid types.UID, argv []string) (*exec.Cmd, error)
+	// RestartContainer ends a container's current run (SIGTERM, SIGKILL
+	// after grace, 0 meaning the pod's) so it restarts per restartPolicy.
+	RestartContainer(ctx context.Context, uid types.UID, container string, grace time.Duration) error
 }
 
 // Config configures an Agent.
@@ -52,6 +62,13 @@ type Config struct {
 	// Resync is how often every pod is reconciled without an event, which
 	// is how container state changes reach the store. Default 1s.
 	Resync time.Duration
+	// DrainDelay is how long a deleted pod that Services sent traffic to
+	// keeps running after no EndpointSlice lists it as ready any more,
+	// before its containers get SIGTERM: time for every node's proxy to
+	// apply that change. 0 means DefaultDrainDelay; negative means none.
+	DrainDelay time.Duration
+	// Clock drives the probes (tests pass a fake); nil is the real clock.
+	Clock clock.WithTicker
 	// Runners are node-level loops run for the agent's lifetime (the node
 	// lease, the overlay).
 	Runners []Runner
@@ -61,7 +78,8 @@ type Config struct {
 type Agent struct {
 	cfg     Config
 	log     *slog.Logger
-	podKind *api.Kind
+	podKind   *api.Kind
+	sliceKind *api.Kind
 
 	mu      sync.Mutex
 	pods    map[types.UID]*corev1.Pod // desired: this node's pods in the store
@@ -69,7 +87,12 @@ type Agent struct {
 	synced  bool                      // pods reflects a complete list
 	workers map[types.UID]chan struct{}
 	wg      sync.WaitGroup
+	probes  *prober.Manager
+	ctx     context.Context // Run's
 }
+
+// DefaultDrainDelay is Config.DrainDelay's default.
+const DefaultDrainDelay = time.Second
 
 // New returns an agent; call Run.
 func New(cfg Config) *Agent {
@@ -79,15 +102,27 @@ func New(cfg Config) *Agent {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	k, _ := api.KindOf(&corev1.Pod{})
-	return &Agent{
-		cfg:     cfg,
-		log:     cfg.Logger.With("node", cfg.NodeName),
-		podKind: k,
-		pods:    map[types.UID]*corev1.Pod{},
-		workers: map[types.UID]chan struct{}{},
-		retry:   map[types.UID]retryState{},
+	if cfg.DrainDelay == 0 {
+		cfg.DrainDelay = DefaultDrainDelay
 	}
+	k, _ := api.KindOf(&corev1.Pod{})
+	sk, _ := api.KindOf(&discoveryv1.EndpointSlice{})
+	a := &Agent{
+		cfg:       cfg,
+		log:       cfg.Logger.With("node", cfg.NodeName),
+		podKind:   k,
+		sliceKind: sk,
+		pods:      map[types.UID]*corev1.Pod{},
+		workers:   map[types.UID]chan struct{}{},
+		retry:     map[types.UID]retryState{},
+		ctx:       context.Background(),
+	}
+	a.probes = prober.NewManager(prober.Config{
+		Clock: cfg.Clock, Logger: a.log,
+		OnChange: func(uid types.UID) { a.poke(a.runCtx(), uid) },
+		Restart:  a.restartContainer,
+	})
+	return a
 }
 
 // retryState backs off a pod whose set-up keeps failing (a taken host
@@ -102,6 +137,9 @@ const maxRetryDelay = 30 * time.Second
 // Run works until ctx ends. Running pods are left running when it returns.
 func (a *Agent) Run(ctx context.Context) error {
 	a.log.Info("agent started", "nodeIP", a.cfg.NodeIP)
+	a.mu.Lock()
+	a.ctx = ctx
+	a.mu.Unlock()
 	for _, r := range a.cfg.Runners {
 		go func(r Runner) {
 			if err := r.Run(ctx); err != nil && ctx.Err() == nil {
@@ -123,6 +161,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 			a.mu.Unlock()
 			a.wg.Wait()
+			a.probes.RemoveAll()
 			a.log.Info("agent stopped")
 			return nil
 		case <-t.C:
@@ -242,6 +281,7 @@ func (a *Agent) worker(ctx context.Context, uid types.UID, ch chan struct{}) {
 			a.log.Error("reconcile pod", "uid", uid, "err", err)
 		}
 		if done {
+			a.probes.Remove(uid)
 			a.mu.Lock()
 			if a.workers[uid] == ch {
 				delete(a.workers, uid)
@@ -274,11 +314,7 @@ func (a *Agent) reconcile(ctx context.Context, uid types.UID) (done bool, err er
 	}
 	name := p.Namespace + "/" + p.Name
 	if p.DeletionTimestamp != nil {
-		grace := 30 * time.Second
-		if p.DeletionGracePeriodSeconds != nil {
-			grace = time.Duration(*p.DeletionGracePeriodSeconds) * time.Second
-		}
-		if err := a.cfg.Runtime.Kill(ctx, uid, grace); err != nil {
+		if err := a.terminate(ctx, p); err != nil {
 			return false, fmt.Errorf("pod %s: stop: %w", name, err)
 		}
 		_, err := a.cfg.Store.Delete(ctx, a.podKind, p.Namespace, p.Name, store.DeleteOptions{Force: true, UID: uid})
@@ -293,6 +329,7 @@ func (a *Agent) reconcile(ctx context.Context, uid types.UID) (done bool, err er
 		return true, nil
 	}
 	if terminal(p.Status.Phase) {
+		a.probes.Remove(uid)
 		return false, nil // finished pods keep their sandbox state until deleted
 	}
 	a.mu.Lock()
@@ -326,6 +363,9 @@ func (a *Agent) reconcile(ctx context.Context, uid types.UID) (done bool, err er
 	st.HostIPs = []corev1.HostIP{{IP: a.cfg.NodeIP}}
 	if a.cfg.NodeIP == "" {
 		st.HostIPs = nil
+	}
+	if serr == nil {
+		a.applyProbes(ctx, p, &st)
 	}
 	st.StartTime = p.Status.StartTime
 	if st.StartTime == nil {

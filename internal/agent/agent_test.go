@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"os/exec"
 	"sync"
 	"testing"
 	"time"
@@ -18,15 +19,45 @@ import (
 
 // fakeRuntime records what the agent asked of it.
 type fakeRuntime struct {
-	mu     sync.Mutex
-	local  map[types.UID]bool
-	syncs  map[types.UID]int
-	killed []types.UID
-	fail   map[types.UID]error
+	mu       sync.Mutex
+	local    map[types.UID]bool
+	syncs    map[types.UID]int
+	killed   []types.UID
+	fail     map[types.UID]error
+	restarts map[types.UID]int32
+	started  map[types.UID]time.Time
+	killedAt time.Time
 }
 
 func newFake() *fakeRuntime {
-	return &fakeRuntime{local: map[types.UID]bool{}, syncs: map[types.UID]int{}, fail: map[types.UID]error{}}
+	return &fakeRuntime{local: map[types.UID]bool{}, syncs: map[types.UID]int{}, fail: map[types.UID]error{},
+		restarts: map[types.UID]int32{}, started: map[types.UID]time.Time{}}
+}
+
+// Exec runs argv on the host (tests use it for local commands only).
+func (f *fakeRuntime) Exec(_ types.UID, argv []string) (*exec.Cmd, error) {
+	return exec.Command(argv[0], argv[1:]...), nil
+}
+
+// RestartContainer starts a new run of the pod's container.
+func (f *fakeRuntime) RestartContainer(_ context.Context, uid types.UID, _ string, _ time.Duration) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.restarts[uid]++
+	f.started[uid] = f.started[uid].Add(time.Second)
+	return nil
+}
+
+func (f *fakeRuntime) restartCount(uid types.UID) int32 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.restarts[uid]
+}
+
+func (f *fakeRuntime) syncCount(uid types.UID) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.syncs[uid]
 }
 
 func (f *fakeRuntime) Sync(_ context.Context, p *corev1.Pod) (corev1.PodStatus, error) {
@@ -37,13 +68,16 @@ func (f *fakeRuntime) Sync(_ context.Context, p *corev1.Pod) (corev1.PodStatus, 
 	}
 	f.local[p.UID] = true
 	f.syncs[p.UID]++
+	if f.started[p.UID].IsZero() {
+		f.started[p.UID] = time.Now().Add(-time.Hour).Truncate(time.Second)
+	}
 	return corev1.PodStatus{
 		Phase:  corev1.PodRunning,
 		PodIP:  "10.244.0.5",
 		PodIPs: []corev1.PodIP{{IP: "10.244.0.5"}},
 		ContainerStatuses: []corev1.ContainerStatus{{
-			Name: p.Spec.Containers[0].Name, Ready: true,
-			State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}},
+			Name: p.Spec.Containers[0].Name, Ready: true, RestartCount: f.restarts[p.UID],
+			State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(f.started[p.UID])}},
 		}},
 	}, nil
 }
@@ -53,6 +87,7 @@ func (f *fakeRuntime) Kill(_ context.Context, uid types.UID, _ time.Duration) er
 	defer f.mu.Unlock()
 	delete(f.local, uid)
 	f.killed = append(f.killed, uid)
+	f.killedAt = time.Now()
 	return nil
 }
 

@@ -117,14 +117,17 @@ func (m *Manager) Update(ctx context.Context, pod *corev1.Pod, t Target, observe
 				w := newWorker(m, pod.UID, pod.Namespace+"/"+pod.Name, kind, c, p, c.StartupProbe != nil)
 				if old, ok := stored[c.Name]; ok {
 					if cur, ok := now[c.Name]; ok && cur.running && stateOf(old).running && stateOf(old).inst == cur.inst {
-						w.restoreFor = cur.inst
-						w.restored = true
+						// The same run of the container the store describes:
+						// carry its judged state on (an agent restart).
+						prior := w.initial()
 						switch kind {
 						case Readiness:
-							w.prior = boolResult(old.Ready, Failure)
+							prior = boolResult(old.Ready, Failure)
 						case Startup:
-							w.prior = boolResult(old.Started != nil && *old.Started, Unknown)
+							prior = boolResult(old.Started != nil && *old.Started, Unknown)
 						}
+						w.seen, w.inst = true, cur.inst
+						w.reported, w.last, w.count = prior, prior, 1
 					}
 				}
 				if pp.workers[c.Name] == nil {
@@ -134,7 +137,7 @@ func (m *Manager) Update(ctx context.Context, pod *corev1.Pod, t Target, observe
 				pp.wg.Add(1)
 				go func() {
 					defer pp.wg.Done()
-					w.run(pctx)
+					w.loop(pctx)
 				}()
 			}
 		}
@@ -167,6 +170,19 @@ func (m *Manager) Remove(uid types.UID) {
 	if pp != nil {
 		pp.cancel()
 		pp.wg.Wait()
+	}
+}
+
+// RemoveAll stops every pod's workers (the agent is shutting down).
+func (m *Manager) RemoveAll() {
+	m.mu.Lock()
+	uids := make([]types.UID, 0, len(m.pods))
+	for uid := range m.pods {
+		uids = append(uids, uid)
+	}
+	m.mu.Unlock()
+	for _, uid := range uids {
+		m.Remove(uid)
 	}
 }
 

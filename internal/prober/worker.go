@@ -26,16 +26,13 @@ type worker struct {
 	kickc      chan struct{}
 
 	// guarded by m.mu
-	inst       instance
-	seen       bool
-	reported   Result
-	last       Result
-	run        int32
-	onHold     bool
-	stopped    bool
-	restored   bool
-	restoreFor instance
-	prior      Result
+	inst     instance
+	seen     bool
+	reported Result
+	last     Result
+	count    int32
+	onHold   bool
+	stopped  bool
 }
 
 func newWorker(m *Manager, uid types.UID, pod string, kind Kind, c *corev1.Container, p *corev1.Probe, hasStartup bool) *worker {
@@ -63,7 +60,7 @@ func (w *worker) kick() {
 	}
 }
 
-func (w *worker) run(ctx context.Context) {
+func (w *worker) loop(ctx context.Context) {
 	period := time.Duration(max(w.probe.PeriodSeconds, 1)) * time.Second
 	t := w.m.cfg.Clock.NewTicker(period)
 	defer t.Stop()
@@ -110,14 +107,8 @@ func (w *worker) doProbe(ctx context.Context) {
 	}
 	if !w.seen || cs.inst != w.inst {
 		w.seen, w.inst, w.onHold = true, cs.inst, false
-		if w.restored && cs.inst == w.restoreFor {
-			set(w.prior)
-			w.last, w.run = w.prior, 1
-		} else {
-			set(w.initial())
-			w.last, w.run = Unknown, 0
-		}
-		w.restored = false
+		set(w.initial())
+		w.last, w.count = Unknown, 0
 	}
 	skip := w.onHold
 	if w.kind != Startup && w.hasStartup {
@@ -151,18 +142,18 @@ func (w *worker) doProbe(ctx context.Context) {
 		return // the container restarted (or the pod went) meanwhile
 	}
 	if res == w.last {
-		w.run++
+		w.count++
 	} else {
-		w.last, w.run = res, 1
+		w.last, w.count = res, 1
 	}
 	threshold := max(w.probe.SuccessThreshold, 1)
 	if res == Failure {
 		threshold = max(w.probe.FailureThreshold, 1)
 	}
-	if w.run < threshold {
+	if w.count < threshold {
 		m.mu.Unlock()
 		if res == Failure {
-			m.log.Debug("probe failed", "pod", w.pod, "container", w.container.Name, "probe", w.kind, "consecutive", w.run, "msg", msg)
+			m.log.Debug("probe failed", "pod", w.pod, "container", w.container.Name, "probe", w.kind, "consecutive", w.count, "msg", msg)
 		}
 		return
 	}
@@ -170,7 +161,7 @@ func (w *worker) doProbe(ctx context.Context) {
 	set(res)
 	restart := (w.kind == Liveness || w.kind == Startup) && res == Failure
 	if restart {
-		w.onHold, w.run = true, 0
+		w.onHold, w.count = true, 0
 	}
 	m.mu.Unlock()
 	if prev != res {

@@ -2,14 +2,17 @@ package sandbox
 
 import (
 	"context"
+	"fmt"
 	"time"
 
+	"github.com/podnet/podnet/internal/shim"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 )
 
-// The agent's PodRuntime interface (internal/agent) is Sync, Kill and Pods.
+// The agent's PodRuntime interface (internal/agent) is Sync, Kill, Pods,
+// Exec and RestartContainer.
 
 // Sync is Ensure returning a corev1.PodStatus.
 func (m *Manager) Sync(ctx context.Context, pod *corev1.Pod) (corev1.PodStatus, error) {
@@ -68,4 +71,29 @@ func (s Status) PodStatus() corev1.PodStatus {
 		ps.StartTime = &t
 	}
 	return ps
+}
+
+// RestartContainer kills a container's current run (SIGTERM, then SIGKILL
+// after grace; 0 means the pod's terminationGracePeriodSeconds) so that its
+// shim restarts it per the restart policy. The agent uses it when a
+// liveness probe fails.
+func (m *Manager) RestartContainer(ctx context.Context, uid types.UID, container string, grace time.Duration) error {
+	if err := validUID(uid); err != nil {
+		return fmt.Errorf("sandbox: %w", err)
+	}
+	rec, err := m.readRecord(uid)
+	if err != nil {
+		return fmt.Errorf("sandbox: restart container %s of pod %s: %w", container, uid, err)
+	}
+	if !contains(rec.Containers, container) {
+		return fmt.Errorf("sandbox: pod %s has no container %q", recRef(rec), container)
+	}
+	if grace <= 0 {
+		grace = rec.GracePeriod
+	}
+	if err := shim.KillContainer(ctx, m.containerDir(uid, container), grace); err != nil {
+		return fmt.Errorf("sandbox: restart container %s of pod %s: %w", container, recRef(rec), err)
+	}
+	m.log.Info("container killed for a restart", "pod", recRef(rec), "container", container)
+	return nil
 }

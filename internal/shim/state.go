@@ -270,3 +270,47 @@ func Stop(ctx context.Context, dir string, grace time.Duration) error {
 	killOrphan(st)
 	return nil
 }
+
+// KillContainer ends the container's current run without stopping its
+// shim: SIGTERM to the container's process group, SIGKILL after grace. The
+// shim sees the exit and restarts the container per its restartPolicy (a
+// liveness probe failure). It returns when that run has ended. Nothing
+// running is not an error.
+func KillContainer(ctx context.Context, dir string, grace time.Duration) error {
+	st, alive, err := Alive(dir)
+	if err != nil {
+		return err
+	}
+	if !alive {
+		return fmt.Errorf("shim %s: not running", dir)
+	}
+	pid := st.PID
+	ours := func() bool {
+		// The main process stays a zombie (same pid, same session) until
+		// the shim killed its group, so a reused pid is never hit.
+		sid, ok := sessionOf(pid)
+		return ok && sid == st.ShimPID
+	}
+	if st.State != Running || pid <= 0 || !ours() {
+		return nil
+	}
+	ended := func() bool {
+		cur, err := ReadState(dir)
+		return err == nil && (cur.PID != pid || cur.State != Running) || !IsShim(st.ShimPID, dir)
+	}
+	_ = syscall.Kill(-pid, syscall.SIGTERM)
+	deadline := time.Now().Add(grace)
+	for !ended() && time.Now().Before(deadline) && ctx.Err() == nil {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !ended() && ours() {
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+	}
+	for i := 0; i < 250 && !ended() && ctx.Err() == nil; i++ {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !ended() {
+		return fmt.Errorf("shim %s: container pid %d did not end", dir, pid)
+	}
+	return nil
+}
