@@ -76,8 +76,8 @@ type Config struct {
 
 // Agent reconciles one node's pods.
 type Agent struct {
-	cfg     Config
-	log     *slog.Logger
+	cfg       Config
+	log       *slog.Logger
 	podKind   *api.Kind
 	sliceKind *api.Kind
 
