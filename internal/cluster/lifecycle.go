@@ -333,7 +333,7 @@ func Create(ctx context.Context, r *Record, o CreateOptions) (err error) {
 		return err
 	}
 	if err := waitFor(ctx, "control plane", func(ctx context.Context) (bool, error) {
-		if r.Server.PID() == 0 {
+		if r.Server.Gone() {
 			return false, fmt.Errorf("podnet server %s: %s", ended(&r.Server), LogTail(r.Server.Log))
 		}
 		_, ok, err := s.ClusterConfig(ctx)
@@ -360,7 +360,7 @@ func Create(ctx context.Context, r *Record, o CreateOptions) (err error) {
 				continue
 			}
 			a := r.Agent(h.Name)
-			if a.PID() == 0 {
+			if a.Gone() {
 				return false, fmt.Errorf("agent of %s %s: %s", h.Name, ended(a), LogTail(a.Log))
 			}
 			ok, err := nodeReady(ctx, s, nodeKind, r, h.Name)
@@ -398,7 +398,7 @@ func startEtcd(ctx context.Context, r *Record, cli *clientv3.Client) error {
 	return waitFor(ctx, "etcd members", func(ctx context.Context) (bool, error) {
 		for i := range r.Etcd {
 			m := &r.Etcd[i]
-			if m.PID() == 0 {
+			if m.Gone() {
 				return false, fmt.Errorf("etcd member %s %s: %s", m.Name, ended(m), LogTail(m.Log))
 			}
 			if st, err := cli.Status(ctx, eps[i]); err != nil || st.Leader == 0 {

@@ -117,6 +117,23 @@ func (p *Proc) PID() int {
 	return pid
 }
 
+// Gone reports whether the process has ended. For a process this one
+// started, only its own Wait decides: a pid-file or /proc read that fails
+// for a moment must not turn a live agent into a dead one. For others it
+// takes two misses of PID 50 ms apart.
+func (p *Proc) Gone() bool {
+	if p.exit != nil {
+		p.exit.mu.Lock()
+		defer p.exit.mu.Unlock()
+		return p.exit.ok
+	}
+	if p.PID() != 0 {
+		return false
+	}
+	time.Sleep(50 * time.Millisecond)
+	return p.PID() == 0
+}
+
 // Kill sends sig to the process if it is alive; it reports whether it was.
 func (p *Proc) Kill(sig syscall.Signal) bool {
 	pid := p.PID()
