@@ -1,16 +1,23 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/podnet/podnet/internal/agent"
+	"github.com/podnet/podnet/internal/cni"
 	"github.com/podnet/podnet/internal/netns"
+	"github.com/podnet/podnet/internal/overlay"
 	"github.com/podnet/podnet/internal/sandbox"
+	"github.com/podnet/podnet/internal/store"
 )
 
 // TestSingleNode is the first half of the networking notes, for real: pods
@@ -148,10 +155,31 @@ func TestSingleNode(t *testing.T) {
 		if strings.Count(links, "\n") != 4 { // lo, the uplink, the bridge, the overlay's podnet.vxlan
 			t.Errorf("links left behind:\n%s", links)
 		}
+		want := []string{"lo", uplink, cni.DefaultBridge, overlay.DefaultVXLANDevice}
+		slices.Sort(want)
+		if got := linkNames(links); !slices.Equal(got, want) {
+			t.Errorf("links after deleting every pod: %v, want %v:\n%s", got, want, links)
+		}
 		if left := podElements(t, n.path); len(left) > 0 {
 			t.Errorf("nftables elements left behind: %v", left)
 		}
 	})
+}
+
+// linkNames returns the sorted names of the links in `ip -o link` output,
+// without any @peer suffix.
+func linkNames(out string) []string {
+	var names []string
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		name, _, _ := strings.Cut(strings.TrimSuffix(f[1], ":"), "@")
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return names
 }
 
 // podElements lists the sets and maps of the node's podnet table that hold
@@ -181,27 +209,35 @@ func podElements(t *testing.T, nsPath string) []string {
 
 // TestAgentRestart: kill -9 of the node (store and agent), then a restart:
 // the pods are adopted untouched and an established connection through a
-// published port survives. The kernel state after reconcile is the same.
+// published port survives. While nothing runs, the node's table is broken
+// (the pod's masquerade and published-port elements deleted, the hostports
+// chain flushed); the restarted agent must repair it and take a new node
+// lease before the kernel state is compared with the one before the kill.
 func TestAgentRestart(t *testing.T) {
 	n := newNode(t)
 	n.mustPodnet("run", "echo", "--wait", "-p", "5000:5000", "--", "socat", "TCP-LISTEN:5000,fork,reuseaddr", "EXEC:cat")
 	before := n.pod("echo")
-	var conn net.Conn
-	err := netns.Do(n.extPath, func() error {
-		var err error
-		for i := 0; i < 50; i++ {
-			if conn, err = net.DialTimeout("tcp", nodeIP+":5000", 2*time.Second); err == nil {
-				return nil
+	podIP := before.Status.PodIP
+	dial := func() (net.Conn, error) {
+		var conn net.Conn
+		err := netns.Do(n.extPath, func() error {
+			var err error
+			for i := 0; i < 50; i++ {
+				if conn, err = net.DialTimeout("tcp", nodeIP+":5000", 2*time.Second); err == nil {
+					return nil
+				}
+				time.Sleep(100 * time.Millisecond)
 			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		return err
-	})
+			return err
+		})
+		return conn, err
+	}
+	conn, err := dial()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	roundTrip := func(msg string) {
+	roundTrip := func(conn net.Conn, msg string) {
 		t.Helper()
 		conn.SetDeadline(time.Now().Add(5 * time.Second))
 		if _, err := conn.Write([]byte(msg)); err != nil {
@@ -212,30 +248,88 @@ func TestAgentRestart(t *testing.T) {
 			t.Fatalf("echo %q: got %q, %v", msg, buf, err)
 		}
 	}
-	roundTrip("before")
+	roundTrip(conn, "before")
 	kernel := func() string {
 		rules := check(t)(inNS(n.path, "nft", "list", "table", "inet", "podnet"))
 		links := check(t)(inNS(n.path, "ip", "-br", "link"))
 		addrs := check(t)(inNS(n.path, "ip", "-br", "addr"))
 		return rules + links + addrs
 	}
+	nftSays := func(args ...string) string {
+		out, _ := inNS(n.path, "nft", append([]string{"list"}, args...)...)
+		return out
+	}
+	// What the agent programs for the pod: its masquerade element, its
+	// published port, the chain that DNATs published ports.
+	repaired := func() (bool, string) {
+		masq := nftSays("set", "inet", "podnet", "masq-src4")
+		hp := nftSays("map", "inet", "podnet", "hostports4")
+		chain := nftSays("chain", "inet", "podnet", "hostports")
+		ok := strings.Contains(masq, podIP) && strings.Contains(hp, podIP+" . 5000") && strings.Contains(chain, "dnat")
+		return ok, fmt.Sprintf("masq-src4:\n%s\nhostports4:\n%s\nchain hostports:\n%s", masq, hp, chain)
+	}
+	if ok, last := repaired(); !ok {
+		t.Fatalf("before the kill the table lacks the pod's elements or the hostports rule:\n%s", last)
+	}
 	stateBefore := kernel()
+	lease := n.nodeLease()
+	if lease == 0 {
+		t.Fatal("node1 holds no lease before the kill")
+	}
 
 	n.kill9()
-	roundTrip("while-down")
+	roundTrip(conn, "while-down")
+	// Break the node's table while nothing runs: an agent that never
+	// reconciles leaves it so.
+	check(t)(inNS(n.path, "nft", "delete", "element", "inet", "podnet", "masq-src4", "{ "+podIP+" }"))
+	check(t)(inNS(n.path, "nft", "flush", "map", "inet", "podnet", "hostports4"))
+	check(t)(inNS(n.path, "nft", "flush", "chain", "inet", "podnet", "hostports"))
+	if ok, last := repaired(); ok {
+		t.Fatalf("could not break the table:\n%s", last)
+	}
+	roundTrip(conn, "table-broken") // conntrack carries the established connection
+
 	n.start()
-	// Let the agent adopt and reconcile.
 	eventually(t, "pod still Running after restart", 20*time.Second, func() (bool, string) {
 		p := n.pod("echo")
 		return p.Status.Phase == "Running" && p.Status.PodIP == before.Status.PodIP, string(p.Status.Phase)
 	})
-	time.Sleep(2 * time.Second)
-	roundTrip("after")
+	eventually(t, "the restarted agent repairs the table", 20*time.Second, repaired)
+	eventually(t, "the restarted agent holds a new node lease", 20*time.Second, func() (bool, string) {
+		l := n.nodeLease()
+		return l != 0 && l != lease, fmt.Sprintf("lease %x (old %x)", l, lease)
+	})
+	roundTrip(conn, "after")
+	// A new connection goes through the repaired published port.
+	conn2, err := dial()
+	if err != nil {
+		t.Fatalf("new connection through the published port after the restart: %v", err)
+	}
+	defer conn2.Close()
+	roundTrip(conn2, "new-after")
 	after := n.pod("echo")
 	if after.Status.ContainerStatuses[0].RestartCount != 0 {
 		t.Fatalf("container restarted across the agent restart: %+v", after.Status.ContainerStatuses[0])
 	}
 	if got := kernel(); got != stateBefore {
-		t.Fatalf("kernel state changed across restart:\nbefore:\n%s\nafter:\n%s", stateBefore, got)
+		t.Fatalf("kernel state after the restart is not what it was:\n%s\nbefore:\n%s\nafter:\n%s", diffLines(stateBefore, got), stateBefore, got)
 	}
+}
+
+// nodeLease returns the etcd lease ID of node1's lease key (0 if none),
+// read from the node's embedded store: each agent start grants a new one.
+func (n *node) nodeLease() int64 {
+	n.t.Helper()
+	cli, err := store.Connect(store.ClientConfig{NetNS: n.ns})
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := cli.Get(ctx, agent.NodeLeaseKey("node1"))
+	if err != nil || len(resp.Kvs) == 0 {
+		return 0
+	}
+	return resp.Kvs[0].Lease
 }
