@@ -14,9 +14,14 @@
 //     address from the cluster's pool (lbipam) in status.loadBalancer.
 //   - namespaces (namespace.go): a Terminating namespace's content is
 //     deleted, then the namespace.
+//   - endpoint slices (endpointslice.go): EndpointSlices of every Service
+//     with a selector, from the pods it matches and their readiness.
 //
 // Each loop reconciles from a fresh list on a short period and at once on
-// a watch event, so a missed event costs at most one period.
+// a watch event, so a missed event costs at most one period. Lists are
+// read from etcd (linearizable), so a pass never acts on a stale cache and
+// needs no expectations bookkeeping; a pass writes only what differs, so
+// an unchanged cluster causes no writes.
 package controller
 
 import (
@@ -53,7 +58,7 @@ type Config struct {
 	SessionTTL time.Duration
 	// Resync is each loop's period (default 1s).
 	Resync time.Duration
-	// Loops override the default loops (node lifecycle, scheduler).
+	// Loops override the default loops (all of this package's).
 	Loops []Loop
 }
 
@@ -89,6 +94,7 @@ func NewManager(cfg Config) *Manager {
 			NewScheduler(cfg.Store, log, cfg.Resync),
 			NewLoadBalancer(cfg.Store, log, cfg.Resync),
 			NewNamespaces(cfg.Store, log, cfg.Resync),
+			NewEndpointSlices(cfg.Store, log, cfg.Resync),
 		}
 	}
 	return &Manager{cfg: cfg, log: log}
