@@ -141,6 +141,12 @@ func newAgentFromFlags(ctx context.Context, g *globals, f *agentFlags, s *store.
 	if err != nil {
 		return nil, err
 	}
+	// Load-balancer addresses this node is elected for, answered by ARP
+	// on the interface holding the node IP.
+	l2, err := agent.NewL2Announce(agent.L2AnnounceConfig{NodeName: f.nodeName, NodeIP: f.nodeIP, Source: s, Logger: log})
+	if err != nil {
+		return nil, err
+	}
 	mgr, err := sandbox.New(sandbox.Config{
 		NodeName:        f.nodeName,
 		StateDir:        stateDir,
@@ -156,7 +162,7 @@ func newAgentFromFlags(ctx context.Context, g *globals, f *agentFlags, s *store.
 	return agent.New(agent.Config{
 		NodeName: f.nodeName, NodeIP: f.nodeIP, Store: s, Runtime: mgr,
 		Logger:  log,
-		Runners: []agent.Runner{reg.Lease, ov, svcs},
+		Runners: []agent.Runner{reg.Lease, ov, svcs, l2},
 	}), nil
 }
 
