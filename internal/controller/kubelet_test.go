@@ -33,6 +33,9 @@ type fakeKubelet struct {
 	bound    int
 }
 
+// holdLabel on a pod keeps it from turning Ready.
+const holdLabel = "test.podnet.io/never-ready"
+
 func startKubelet(t *testing.T, s *store.Store, readyAfter time.Duration, nodes ...string) *fakeKubelet {
 	t.Helper()
 	f := &fakeKubelet{s: s, nodes: nodes, readyAfter: readyAfter, seen: map[types.UID]time.Time{}, notReady: map[string]bool{}, stopped: map[string]bool{}}
@@ -112,7 +115,7 @@ func (f *fakeKubelet) pass(ctx context.Context) {
 			first = time.Now()
 			f.seen[p.UID] = first
 		}
-		ready := !f.notReady[p.Name] && time.Since(first) >= f.readyAfter
+		ready := !f.notReady[p.Name] && p.Labels[holdLabel] == "" && time.Since(first) >= f.readyAfter
 		ip := p.Status.PodIP
 		if ip == "" {
 			f.next++

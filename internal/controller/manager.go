@@ -16,6 +16,9 @@
 //     deleted, then the namespace.
 //   - endpoint slices (endpointslice.go): EndpointSlices of every Service
 //     with a selector, from the pods it matches and their readiness.
+//   - replica sets (replicaset.go): spec.replicas pods of the template.
+//   - deployments (deployment.go): rollouts through ReplicaSets
+//     (RollingUpdate, Recreate), revisions, history, status.
 //
 // Each loop reconciles from a fresh list on a short period and at once on
 // a watch event, so a missed event costs at most one period. Lists are
@@ -95,6 +98,8 @@ func NewManager(cfg Config) *Manager {
 			NewLoadBalancer(cfg.Store, log, cfg.Resync),
 			NewNamespaces(cfg.Store, log, cfg.Resync),
 			NewEndpointSlices(cfg.Store, log, cfg.Resync),
+			NewReplicaSets(cfg.Store, log, cfg.Resync),
+			NewDeployments(cfg.Store, log, cfg.Resync),
 		}
 	}
 	return &Manager{cfg: cfg, log: log}
