@@ -13,6 +13,10 @@ tables=$(nft list tables 2>/dev/null | grep -E 'podnet' || true)
 [ -n "$tables" ] && { echo "leak: nftables tables: $tables"; bad=1; }
 procs=$(pgrep -a -f 'bin/podnet' 2>/dev/null | grep -v leakcheck || true)
 [ -n "$procs" ] && { echo "leak: processes: $procs"; bad=1; }
+# containerd and its shims started by the containerd tests (internal/cni
+# TestContainerd): their config, socket and state are under the test's temp dir.
+ctrd=$(pgrep -a -f 'containerd.*/TestContainerd' 2>/dev/null | grep -v -e leakcheck -e pgrep || true)
+[ -n "$ctrd" ] && { echo "leak: containerd processes: $ctrd"; bad=1; }
 # Container processes, found independently of how podnet finds its own: a
 # process writing to a shim's container.log (every container's stdout and
 # stderr, host-network pods' included), and a process in a network
