@@ -33,7 +33,7 @@ func pluginBinDir(t testing.TB) string { return testutil.Binaries(t) }
 // host" namespace (node 192.168.200.1/24, ext 192.168.200.2/24; the
 // external host has no route to the pods).
 type node struct {
-	t               *testing.T
+	t               testing.TB
 	ns, path        string
 	ext, extPath    string
 	uplink          string
@@ -43,7 +43,7 @@ type node struct {
 	lastVersion     string // cniVersion of the last ADD's raw result
 }
 
-func newNode(t *testing.T) *node {
+func newNode(t testing.TB) *node {
 	t.Helper()
 	testutil.RequireRoot(t)
 	n := &node{t: t}
@@ -240,7 +240,7 @@ func dial(ns, proto, addr string, port int) (string, error) {
 // shmTempDir is a temporary directory on tmpfs when /dev/shm exists: the
 // plugin fsyncs its records, and a loaded machine's disk would make the
 // concurrency tests measure the disk.
-func shmTempDir(t *testing.T) string {
+func shmTempDir(t testing.TB) string {
 	d, err := os.MkdirTemp("/dev/shm", "podnet-cni-test-")
 	if err != nil {
 		return t.TempDir()
