@@ -199,7 +199,7 @@ func TestGetNewKinds(t *testing.T) {
 	_, cfg := testutil.Store(t)
 	ep := cfg.ClientURL
 	out, err := podnet(t, ep, svcAndDeploy, "apply", "-f", "-")
-	if err != nil || !strings.Contains(out, "service/web created") || !strings.Contains(out, "deployment/web created") {
+	if err != nil || !strings.Contains(out, "service/web created") || !strings.Contains(out, "deployment.apps/web created") {
 		t.Fatalf("apply: %v\n%s", err, out)
 	}
 	out, err = podnet(t, ep, "", "get", "svc", "-o", "wide", "--show-labels")
@@ -220,7 +220,7 @@ func TestGetNewKinds(t *testing.T) {
 		t.Fatalf("mismatched selector: %v\n%s", err, out)
 	}
 	out, err = podnet(t, ep, svcAndDeploy, "delete", "-f", "-")
-	if err != nil || !strings.Contains(out, `service "web" deleted`) || !strings.Contains(out, `deployment "web" deleted`) {
+	if err != nil || !strings.Contains(out, `service "web" deleted`) || !strings.Contains(out, `deployment.apps "web" deleted`) {
 		t.Fatalf("delete: %v\n%s", err, out)
 	}
 }

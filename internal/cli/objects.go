@@ -104,7 +104,7 @@ func newApply(g *globals) *cobra.Command {
 				if err != nil {
 					return fmt.Errorf("%s: %w", d.Where(), friendly(err))
 				}
-				fmt.Fprintf(g.out, "%s/%s %s\n", strings.ToLower(d.Kind.GVK.Kind), d.Object.GetName(), res)
+				fmt.Fprintf(g.out, "%s/%s %s\n", kindName(d.Kind), d.Object.GetName(), res)
 			}
 			return nil
 		},
@@ -195,7 +195,7 @@ func printObjects(w io.Writer, k *api.Kind, objs []api.Object, output string, sh
 		return err
 	case "name":
 		for _, o := range objs {
-			fmt.Fprintf(w, "%s/%s\n", strings.ToLower(k.GVK.Kind), o.GetName())
+			fmt.Fprintf(w, "%s/%s\n", kindName(k), o.GetName())
 		}
 		return nil
 	case "", "wide":
@@ -320,7 +320,7 @@ func newDelete(g *globals) *cobra.Command {
 					}
 					continue
 				}
-				fmt.Fprintf(g.out, "%s \"%s\" deleted\n", strings.ToLower(t.k.GVK.Kind), t.name)
+				fmt.Fprintf(g.out, "%s \"%s\" deleted\n", kindName(t.k), t.name)
 				if !gone && wait {
 					if err := waitGone(ctx, s, t.k, t.ns, t.name, timeout); err != nil {
 						return err
