@@ -172,9 +172,12 @@ func TestAgentRunsBindsAndDeletesPods(t *testing.T) {
 	if p := get("other"); p.Status.Phase != corev1.PodPending || p.Status.PodIP != "" {
 		t.Fatalf("another node's pod was touched: %+v", p.Status)
 	}
-	// Resyncs must not rewrite an unchanged status.
+	// Resyncs must not rewrite an unchanged status: wait for the worker to
+	// have run three more syncs of the pod (each of the first two with its
+	// status write finished, since a pod's syncs run one at a time).
 	rv := get("mine").ResourceVersion
-	time.Sleep(400 * time.Millisecond)
+	syncs := rt.syncCount(mine.UID)
+	eventually(t, "three resyncs of pod mine", func() bool { return rt.syncCount(mine.UID) >= syncs+3 })
 	if now := get("mine").ResourceVersion; now != rv {
 		t.Fatalf("status rewritten without a change: rv %s -> %s", rv, now)
 	}

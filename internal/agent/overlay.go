@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/podnet/podnet/internal/api"
@@ -61,8 +62,12 @@ type Overlay struct {
 
 	mu     sync.Mutex
 	nodes  map[string]*corev1.Node // the cluster's Nodes, after a complete list
+	rev    int64                   // the store revision nodes reflect
 	synced bool
-	status syncStatus // wanted NetworkUnavailable condition
+	// syncedRev is the revision of the Nodes the last finished Sync was
+	// computed from.
+	syncedRev atomic.Int64
+	status    syncStatus // wanted NetworkUnavailable condition
 
 	kick       chan struct{} // datapath sync wanted
 	statusKick chan struct{} // status write wanted
@@ -112,6 +117,12 @@ func (o *Overlay) Run(ctx context.Context) error {
 	return nil
 }
 
+// SyncedRevision returns the store revision of the Nodes the last
+// finished Sync was computed from (0 before the first): once it reaches a
+// change's revision, the datapath reflects that change, so a test can
+// assert that a change did nothing.
+func (o *Overlay) SyncedRevision() int64 { return o.syncedRev.Load() }
+
 // informer lists and watches Nodes; it re-lists after a failed watch.
 func (o *Overlay) informer(ctx context.Context) {
 	backoff := 100 * time.Millisecond
@@ -132,7 +143,7 @@ func (o *Overlay) informer(ctx context.Context) {
 			fresh[n.Name] = n
 		}
 		o.mu.Lock()
-		o.nodes, o.synced = fresh, true
+		o.nodes, o.rev, o.synced = fresh, rev, true
 		o.mu.Unlock()
 		poke(o.kick)
 		poke(o.statusKick)
@@ -148,6 +159,7 @@ func (o *Overlay) informer(ctx context.Context) {
 			} else {
 				o.nodes[n.Name] = n
 			}
+			o.rev = max(o.rev, ev.Revision)
 			o.mu.Unlock()
 			if n.Name == o.cfg.NodeName {
 				poke(o.statusKick)
@@ -204,7 +216,7 @@ func (o *Overlay) syncLoop(ctx context.Context) {
 		}
 		retry = nil
 		o.mu.Lock()
-		synced := o.synced
+		synced, rev := o.synced, o.rev
 		peers := Peers(o.cfg.NodeName, o.nodes, nil)
 		o.mu.Unlock()
 		if !synced {
@@ -215,6 +227,7 @@ func (o *Overlay) syncLoop(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
+		o.syncedRev.Store(rev)
 		if o.cfg.OnSync != nil {
 			o.cfg.OnSync(peers, err)
 		}
