@@ -198,6 +198,21 @@ func (e *criEnv) waitConf(t testing.TB, want string) {
 	}
 }
 
+// containerdBefore2 reports whether the containerd is 1.x (libcni 1.1,
+// which knows no CNI result version 1.1.0).
+func (e *criEnv) containerdBefore2(t testing.TB) bool {
+	t.Helper()
+	out, err := exec.Command(e.containerd, "--version").Output()
+	if err != nil {
+		t.Fatalf("containerd --version: %v", err)
+	}
+	f := strings.Fields(string(out)) // containerd github.com/containerd/containerd 1.6.20~ds1 ...
+	if len(f) < 3 {
+		t.Fatalf("containerd --version: %q", out)
+	}
+	return strings.HasPrefix(strings.TrimPrefix(f[2], "v"), "1.")
+}
+
 // startHolder starts the process that owns containerd's mount namespace:
 // in the node's network namespace, a private mount namespace with tmpfs
 // over /run and /var/lib.

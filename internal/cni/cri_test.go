@@ -179,4 +179,31 @@ func TestContainerd(t *testing.T) {
 		e.stopRemove(t, p)
 		e.requireState(t, base)
 	})
+
+	// docs/cni.md's table: containerd 1.6/1.7 (libcni 1.1) take 0.4.0 and
+	// 1.0.0 and fail every pod under 1.1.0, after the plugin's ADD
+	// succeeded; the DEL containerd then sends must still leave nothing.
+	t.Run("cniVersion", func(t *testing.T) {
+		t.Cleanup(func() { e.writeConflist(e.n.conflistBytes("1.0.0", nil)); e.waitConf(t, `\"cniVersion\":\"1.0.0\"`) })
+		old := e.containerdBefore2(t)
+		for _, v := range []string{"0.4.0", "1.1.0"} {
+			e.writeConflist(e.n.conflistBytes(v, nil))
+			e.waitConf(t, `\"cniVersion\":\"`+v+`\"`)
+			p, err := e.runPod("v"+strings.ReplaceAll(v, ".", ""), 18500)
+			if v == "1.1.0" && old {
+				if err == nil || !strings.Contains(err.Error(), `unsupported CNI result version`) {
+					t.Fatalf("cniVersion 1.1.0 under containerd 1.x: %v, want unsupported CNI result version", err)
+				}
+			} else {
+				if err != nil {
+					t.Fatalf("cniVersion %s: %v", v, err)
+				}
+				if !strings.HasPrefix(p.ip, "10.22.0.") {
+					t.Fatalf("cniVersion %s: pod IP %q", v, p.ip)
+				}
+				e.stopRemove(t, p)
+			}
+			e.requireState(t, base)
+		}
+	})
 }
