@@ -24,7 +24,8 @@ func newCluster(g *globals) *cobra.Command {
 		Use:   "cluster",
 		Short: "A whole cluster on this machine: nodes as network namespaces on an underlay switch",
 	}
-	cmd.AddCommand(newClusterCreate(g), newClusterList(g), newClusterDelete(g), newClusterExec(g), newClusterUse(g))
+	cmd.AddCommand(newClusterCreate(g), newClusterList(g), newClusterDelete(g), newClusterExec(g), newClusterUse(g),
+		newClusterAddNode(g), newClusterRemoveNode(g))
 	return cmd
 }
 
@@ -254,6 +255,95 @@ func newClusterExec(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&name, "name", "", "cluster name (default: --cluster, $PODNET_CLUSTER, the current cluster)")
+	return cmd
+}
+
+// localRecordDir is the directory of the selected local cluster (through
+// --cluster, $PODNET_CLUSTER or the current one).
+func localRecordDir(g *globals) (string, string, error) {
+	name, cfg, err := selectedName(g, "")
+	if err != nil {
+		return "", "", err
+	}
+	r, err := findRecord(cfg, name)
+	if err != nil {
+		return name, "", fmt.Errorf("cluster %s: not a local cluster of this machine: %w", name, err)
+	}
+	return name, r.Dir, nil
+}
+
+// putEntry rewrites the cluster's context entry (its node list).
+func putEntry(r *cluster.Record) error {
+	return cluster.UpdateConfig(cluster.ConfigPath(), func(c *cluster.Config) error {
+		if c.Get(r.Topology.Spec.Name) != nil {
+			c.Put(r.Entry())
+		}
+		return nil
+	})
+}
+
+func newClusterAddNode(g *globals) *cobra.Command {
+	var o cluster.NodeOptions
+	cmd := &cobra.Command{
+		Use:   "add-node [--cluster NAME] [--name N]",
+		Short: "Add a node to a running local cluster: its namespace on the underlay and its agent, waited for until Ready",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := requireRoot("cluster add-node"); err != nil {
+				return err
+			}
+			name, dir, err := localRecordDir(g)
+			if err != nil {
+				return err
+			}
+			o.Progress, o.Logger = g.out, g.logger()
+			r, h, err := cluster.AddNode(cmd.Context(), dir, o)
+			if r != nil {
+				if perr := putEntry(r); perr != nil {
+					err = errors.Join(err, perr)
+				}
+			}
+			if err != nil {
+				return fmt.Errorf("cluster %s: add-node: %w", name, err)
+			}
+			fmt.Fprintf(g.out, " ✓ node %s (%s) added; try: podnet cluster exec %s -- nft list table inet podnet\n", h.Name, h.IP(), h.Name)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&o.Name, "name", "", "the node's name (default <cluster>-n<i>, i after the highest in use)")
+	cmd.Flags().DurationVar(&o.Timeout, "timeout", 2*time.Minute, "give up (and remove what was made) after this long")
+	return cmd
+}
+
+func newClusterRemoveNode(g *globals) *cobra.Command {
+	var o cluster.NodeOptions
+	cmd := &cobra.Command{
+		Use:   "remove-node NAME [--cluster NAME]",
+		Short: "Remove a node from a local cluster: drain its pods, stop its agent, delete its Node and namespace",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := requireRoot("cluster remove-node"); err != nil {
+				return err
+			}
+			name, dir, err := localRecordDir(g)
+			if err != nil {
+				return err
+			}
+			o.Progress, o.Logger = g.out, g.logger()
+			r, err := cluster.RemoveNode(cmd.Context(), dir, args[0], o)
+			if r != nil {
+				if perr := putEntry(r); perr != nil {
+					err = errors.Join(err, perr)
+				}
+			}
+			if err != nil {
+				return fmt.Errorf("cluster %s: remove-node: %w", name, err)
+			}
+			fmt.Fprintf(g.out, " ✓ node %s removed\n", args[0])
+			return nil
+		},
+	}
+	cmd.Flags().DurationVar(&o.Timeout, "timeout", 2*time.Minute, "bound on the whole removal; the node's pods get half of it to stop gracefully")
 	return cmd
 }
 

@@ -183,27 +183,32 @@ func NewRecord(spec Spec, parent, binary string) (*Record, error) {
 		r.Server.Args = append(r.Server.Args, "--pod-eviction-timeout", spec.PodEvictionTimeout.String())
 	}
 	for _, h := range t.Nodes() {
-		nd := r.NodeDir(h.Name)
-		r.Agents = append(r.Agents, Proc{
-			Name: h.Name, NetNS: h.NetNS,
-			Args: []string{binary, "agent",
-				"--node-name", h.Name,
-				"--node-ip", h.IP().String(),
-				"--netns", h.NetNS,
-				"--etcd-endpoints", ep,
-				"--state-dir", r.AgentStateDir(),
-				"--cni-conf-dir", filepath.Join(nd, "net.d"),
-				"--cni-bin-dir", filepath.Dir(binary),
-				"--cni-data-dir", filepath.Join(nd, "cni"),
-			},
-			Log: filepath.Join(nd, "agent.log"), PIDFile: filepath.Join(nd, "agent.pid"),
-		})
-		if spec.CNIVersion != "" {
-			a := &r.Agents[len(r.Agents)-1]
-			a.Args = append(a.Args, "--cni-version", spec.CNIVersion)
-		}
+		r.Agents = append(r.Agents, r.agentProc(h))
 	}
 	return r, nil
+}
+
+// agentProc plans the agent of node host h.
+func (r *Record) agentProc(h Host) Proc {
+	nd := r.NodeDir(h.Name)
+	p := Proc{
+		Name: h.Name, NetNS: h.NetNS,
+		Args: []string{r.Binary, "agent",
+			"--node-name", h.Name,
+			"--node-ip", h.IP().String(),
+			"--netns", h.NetNS,
+			"--etcd-endpoints", strings.Join(r.Topology.EtcdEndpoints(), ","),
+			"--state-dir", r.AgentStateDir(),
+			"--cni-conf-dir", filepath.Join(nd, "net.d"),
+			"--cni-bin-dir", filepath.Dir(r.Binary),
+			"--cni-data-dir", filepath.Join(nd, "cni"),
+		},
+		Log: filepath.Join(nd, "agent.log"), PIDFile: filepath.Join(nd, "agent.pid"),
+	}
+	if v := r.Topology.Spec.CNIVersion; v != "" {
+		p.Args = append(p.Args, "--cni-version", v)
+	}
+	return p
 }
 
 // etcdProcs plans the external etcd's members: each in its own host on
@@ -352,10 +357,16 @@ func Create(ctx context.Context, r *Record, o CreateOptions) (err error) {
 			return err
 		}
 	}
+	return startedNodesReady(ctx, r, s, t.Nodes(), step)
+}
+
+// startedNodesReady waits until the started agents of hosts have their
+// nodes Ready, calling step for each; it fails at once when an agent exits.
+func startedNodesReady(ctx context.Context, r *Record, s *store.Store, hosts []Host, step func(string, ...any)) error {
 	ready := map[string]bool{}
 	nodeKind, _ := api.KindOf(&corev1.Node{})
 	if err := waitFor(ctx, "nodes Ready", func(ctx context.Context) (bool, error) {
-		for _, h := range t.Nodes() {
+		for _, h := range hosts {
 			if ready[h.Name] {
 				continue
 			}
@@ -372,10 +383,10 @@ func Create(ctx context.Context, r *Record, o CreateOptions) (err error) {
 				step("node %s %s Ready", h.Name, h.IP())
 			}
 		}
-		return len(ready) == len(r.Agents), nil
+		return len(ready) == len(hosts), nil
 	}); err != nil {
 		var waiting []string
-		for _, h := range t.Nodes() {
+		for _, h := range hosts {
 			if !ready[h.Name] {
 				waiting = append(waiting, h.Name+": "+LogTail(r.Agent(h.Name).Log))
 			}
@@ -500,9 +511,10 @@ func clusterNamespaces(name string) []string {
 	return out
 }
 
-// podNamespaces reads the pod namespaces from the agents' on-disk records.
-func podNamespaces(stateDir string) []string {
-	recs, _ := filepath.Glob(filepath.Join(stateDir, "*", "pods", "*", "pod.json"))
+// podNamespaces reads the pod namespaces from the agents' on-disk records
+// (of one node, or of all with node "*").
+func podNamespaces(stateDir, node string) []string {
+	recs, _ := filepath.Glob(filepath.Join(stateDir, node, "pods", "*", "pod.json"))
 	var out []string
 	for _, p := range recs {
 		b, err := os.ReadFile(p)
@@ -530,7 +542,7 @@ func Delete(r *Record, k Kernel) error {
 	}
 	name := r.Topology.Spec.Name
 	nss := uniq(append(r.Topology.Namespaces(), clusterNamespaces(name)...))
-	pods := podNamespaces(r.AgentStateDir())
+	pods := podNamespaces(r.AgentStateDir(), "*")
 	var paths []string
 	for _, ns := range append(append([]string{}, nss...), pods...) {
 		if netns.Exists(ns) {

@@ -203,7 +203,6 @@ func Plan(s Spec) Topology {
 	t.Switches = append(t.Switches, swA)
 	var swB Switch
 	routerA := hostAddr(subnetA, 1).Addr()
-	routerB := hostAddr(subnetB, 1).Addr()
 	if s.TwoSubnets {
 		swB = Switch{NetNS: pre + "sw2", Bridge: BridgeName, Subnet: subnetB}
 		t.Switches = append(t.Switches, swB)
@@ -238,18 +237,28 @@ func Plan(s Spec) Topology {
 			Routes: toB()})
 	}
 	for i := 1; i <= s.Nodes; i++ {
-		h := Host{Role: RoleNode, Name: NodeName(s.Name, i), NetNS: fmt.Sprintf("%sn%d", pre, i)}
-		port := fmt.Sprintf("pnp-n%d", i)
-		if s.TwoSubnets && i%2 == 0 {
-			h.Ifaces = []Iface{{Name: UplinkName, Switch: swB.NetNS, Port: port, Addr: hostAddr(subnetB, 10+i)}}
-			h.Routes = []Route{{Dst: subnetA, Via: routerB}}
-		} else {
-			h.Ifaces = []Iface{{Name: UplinkName, Switch: swA.NetNS, Port: port, Addr: hostAddr(subnetA, 10+i)}}
-			h.Routes = toB()
-		}
-		t.Hosts = append(t.Hosts, h)
+		t.Hosts = append(t.Hosts, nodeHost(s, i, NodeName(s.Name, i)))
 	}
 	return t
+}
+
+// nodeHost plans the cluster's i-th node host (from 1), named name: its
+// namespace <prefix>n<i>, its cable pnp-n<i> and address .10+i, on the
+// second subnet for even i with --two-subnets.
+func nodeHost(s Spec, i int, name string) Host {
+	pre := NetNSPrefix(s.Name)
+	h := Host{Role: RoleNode, Name: name, NetNS: fmt.Sprintf("%sn%d", pre, i)}
+	port := fmt.Sprintf("pnp-n%d", i)
+	if s.TwoSubnets && i%2 == 0 {
+		h.Ifaces = []Iface{{Name: UplinkName, Switch: pre + "sw2", Port: port, Addr: hostAddr(subnetB, 10+i)}}
+		h.Routes = []Route{{Dst: subnetA, Via: hostAddr(subnetB, 1).Addr()}}
+	} else {
+		h.Ifaces = []Iface{{Name: UplinkName, Switch: pre + "sw", Port: port, Addr: hostAddr(subnetA, 10+i)}}
+		if s.TwoSubnets {
+			h.Routes = []Route{{Dst: subnetB, Via: hostAddr(subnetA, 1).Addr()}}
+		}
+	}
+	return h
 }
 
 // Namespaces lists every namespace of the topology: switches first.
