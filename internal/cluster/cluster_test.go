@@ -217,12 +217,6 @@ func TestConfigFile(t *testing.T) {
 	}
 }
 
-func TestNamesDirOnlyPodnetModes(t *testing.T) {
-	m := ProcessMatcher{Dir: "/tmp/x/c"}
-	if pids := m.Find(); len(pids) != 0 {
-		t.Errorf("nothing should match: %v", pids)
-	}
-}
 
 func TestPlanExternalEtcd(t *testing.T) {
 	s := Spec{Name: "c", Nodes: 2, EtcdMembers: 3, TwoSubnets: true}

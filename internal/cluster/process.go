@@ -188,6 +188,12 @@ type ProcessMatcher struct {
 }
 
 // Find returns the pids of matching processes, never the caller's own.
+//
+// A process matched by Dir whose parent is matched by Dir with the same
+// command line is left out: it is a fork that has not exec'd yet (a Go
+// program starting a child, a shell running a command), a copy of its
+// parent for a moment, not a second member of the cluster. Killing the
+// parent orphans it, and the next Find matches it if it still looks so.
 func (m ProcessMatcher) Find() []int {
 	inodes := map[uint64]bool{}
 	for _, p := range m.NetNS {
@@ -198,6 +204,7 @@ func (m ProcessMatcher) Find() []int {
 	ents, _ := os.ReadDir("/proc")
 	self := os.Getpid()
 	var pids []int
+	byDir := map[int]string{} // pid → command line, for Dir matches
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil || pid == self {
@@ -212,21 +219,56 @@ func (m ProcessMatcher) Find() []int {
 				continue
 			}
 		}
-		if m.Dir != "" && m.namesDir(pid) {
-			pids = append(pids, pid)
+		if m.Dir != "" {
+			if args, ok := m.namesDir(pid); ok {
+				pids = append(pids, pid)
+				byDir[pid] = strings.Join(args, "\x00")
+			}
 		}
 	}
-	return pids
+	if len(byDir) < 2 {
+		return pids
+	}
+	out := pids[:0]
+	for _, pid := range pids {
+		if line, ok := byDir[pid]; ok {
+			if pp, err := procPPID(pid); err == nil {
+				if pline, ok := byDir[pp]; ok && pline == line {
+					continue
+				}
+			}
+		}
+		out = append(out, pid)
+	}
+	return out
+}
+
+// procPPID returns a process's parent pid.
+func procPPID(pid int) (int, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// pid (comm) S ppid ...; comm may hold spaces and parentheses.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, errors.New("bad stat")
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 2 {
+		return 0, errors.New("bad stat")
+	}
+	return strconv.Atoi(f[1])
 }
 
 // namesDir: the process is `podnet server|agent|shim ...` or an external
 // etcd member (`etcd ...`) with an argument under Dir. Only these
 // long-running processes match, so a shell or an editor with the path in
 // its arguments is never touched.
-func (m ProcessMatcher) namesDir(pid int) bool {
+func (m ProcessMatcher) namesDir(pid int) ([]string, bool) {
 	args, err := cmdline(pid)
 	if err != nil || len(args) < 2 {
-		return false
+		return nil, false
 	}
 	first := 1
 	switch filepath.Base(args[0]) {
@@ -235,11 +277,11 @@ func (m ProcessMatcher) namesDir(pid int) bool {
 		case "server", "agent", "shim":
 			first = 2
 		default:
-			return false
+			return nil, false
 		}
 	case EtcdBinaryName:
 	default:
-		return false
+		return nil, false
 	}
 	dir := filepath.Clean(m.Dir) + "/"
 	for _, a := range args[first:] {
@@ -247,10 +289,10 @@ func (m ProcessMatcher) namesDir(pid int) bool {
 			a = v
 		}
 		if strings.HasPrefix(a, dir) {
-			return true
+			return args, true
 		}
 	}
-	return false
+	return nil, false
 }
 
 // KillAll SIGKILLs matching processes until none is left (new ones may be
