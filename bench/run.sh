@@ -1,27 +1,37 @@
 #!/usr/bin/env bash
 # podnet's benchmark (`make bench`, which first installs iptables, hyperfine
-# and iperf3 and builds bin/). Runs two drivers, then checks that the root
+# and iperf3 and builds bin/). Runs three drivers, then checks that the root
 # network namespace is exactly as before:
 #   cnibench      podnet-cni vs the reference CNI plugins (built from the Go
 #                 module proxy into bench/.cache/bin), and `podnet run --wait`;
 #   clusterbench  local clusters (`podnet cluster create`): cross-node
 #                 throughput vs the underlay, create time, join → routes,
-#                 agent memory.
-# Usage: bench/run.sh [cni|cluster] [FLAGS]. With `cni` or `cluster` only
-# that driver runs and FLAGS go to it; otherwise both run and FLAGS go to
-# cnibench (e.g. `bench/run.sh -iters 20 -phases cni`). See bench/README.md.
+#                 agent memory;
+#   svcbench      Services: podnet's internal/proxy vs kube-proxy's nftables
+#                 and iptables proxiers (bench/svcbench/kubeproxy, built into
+#                 $PODNET_BENCH_CACHE, default /var/cache/podnet-bench): sync
+#                 times, connect latency, iperf3 through a ClusterIP.
+# Usage: bench/run.sh [cni|cluster|svc] [FLAGS]. With `cni`, `cluster` or
+# `svc` only that driver runs and FLAGS go to it; otherwise all run and
+# FLAGS go to cnibench (e.g. `bench/run.sh -iters 20 -phases cni`). See
+# bench/README.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GO=${GO:-go}
 CACHE=bench/.cache
 REF_VERSION=${CNI_PLUGINS_VERSION:-latest}
+PEER_CACHE=${PODNET_BENCH_CACHE:-/var/cache/podnet-bench}
 what=all
 case "${1:-}" in
-  cni|cluster) what=$1; shift ;;
+  cni|cluster|svc) what=$1; shift ;;
 esac
-run_cni=0 run_cluster=0
-[ "$what" = cluster ] || run_cni=1
-[ "$what" = cni ] || run_cluster=1
+run_cni=0 run_cluster=0 run_svc=0
+case "$what" in
+  all) run_cni=1 run_cluster=1 run_svc=1 ;;
+  cni) run_cni=1 ;;
+  cluster) run_cluster=1 ;;
+  svc) run_svc=1 ;;
+esac
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "bench: needs root (it creates network namespaces)" >&2
@@ -33,8 +43,11 @@ done
 if [ "$run_cni" = 1 ]; then
   command -v iptables >/dev/null || { echo "bench: iptables missing (the reference portmap needs it): run \`make bench\`" >&2; exit 2; }
 fi
-if [ "$run_cluster" = 1 ]; then
-  command -v iperf3 >/dev/null || { echo "bench: iperf3 missing (the cluster throughput needs it): run \`make bench\`" >&2; exit 2; }
+if [ "$run_cluster" = 1 ] || [ "$run_svc" = 1 ]; then
+  command -v iperf3 >/dev/null || { echo "bench: iperf3 missing (the throughput runs need it): run \`make bench\`" >&2; exit 2; }
+fi
+if [ "$run_svc" = 1 ]; then
+  [ -x /usr/sbin/xtables-legacy-multi ] || { echo "bench: iptables missing (kube-proxy's iptables mode needs it): run \`make bench\`" >&2; exit 2; }
 fi
 
 mkdir -p "$CACHE/bin"
@@ -50,6 +63,28 @@ if [ "$run_cni" = 1 ]; then
   "$GO" build -o "$CACHE/cnibench" ./bench/cnibench
 fi
 [ "$run_cluster" = 0 ] || "$GO" build -o "$CACHE/clusterbench" ./bench/clusterbench
+if [ "$run_svc" = 1 ]; then
+  "$GO" build -o "$CACHE/svcbench" ./bench/svcbench
+  # The peer: kube-proxy from k8s.io/kubernetes, through the bench-only
+  # module. Rebuilt when missing or older than the module's files.
+  kp="$PEER_CACHE/kube-proxy-driver"
+  mod=bench/svcbench/kubeproxy
+  if [ ! -x "$kp" ] || [ -n "$(find "$mod" -newer "$kp" -type f | head -1)" ]; then
+    echo "bench: building the kube-proxy peer driver ($mod, k8s.io/kubernetes from the Go module proxy; cold: ~2-3 min) -> $kp" >&2
+    mkdir -p "$PEER_CACHE"
+    if ! (cd "$mod" && "$GO" build -o "$kp.new" .); then
+      rm -f "$kp.new"
+      if [ -x "$kp" ]; then
+        echo "bench: kube-proxy driver build failed; using the existing $kp" >&2
+      else
+        echo "bench: cannot build the kube-proxy driver ($mod): see the go errors above (the module proxy must be reachable for a cold build)" >&2
+        exit 1
+      fi
+    else
+      mv "$kp.new" "$kp"
+    fi
+  fi
+fi
 
 # The root namespace before, to prove afterwards that nothing changed.
 snapshot() {
@@ -73,6 +108,9 @@ if [ "$run_cni" = 1 ]; then
 fi
 if [ "$run_cluster" = 1 ] && [ "$rc" -ne 130 ]; then  # 130: interrupted
   "$CACHE/clusterbench" -podnet-bin bin -lock "$CACHE/run.lock" "$@" || { r=$?; [ "$rc" -ne 0 ] || rc=$r; }
+fi
+if [ "$run_svc" = 1 ] && [ "$rc" -ne 130 ]; then
+  "$CACHE/svcbench" -podnet-bin bin -lock "$CACHE/run.lock" -kube-proxy-driver "$PEER_CACHE/kube-proxy-driver" "$@" || { r=$?; [ "$rc" -ne 0 ] || rc=$r; }
 fi
 
 snapshot >"$after"
