@@ -19,6 +19,11 @@
 //   - replica sets (replicaset.go): spec.replicas pods of the template.
 //   - deployments (deployment.go): rollouts through ReplicaSets
 //     (RollingUpdate, Recreate), revisions, history, status.
+//   - pod GC (podgc.go): pods of a NotReady node turn not Ready at once
+//     and are evicted after the pod eviction timeout; pods of a deleted
+//     node are removed.
+//   - garbage collector (gc.go): objects whose owners (by UID) are all
+//     gone are deleted, so deletes cascade Deployment → ReplicaSet → pod.
 //
 // Each loop reconciles from a fresh list on a short period and at once on
 // a watch event, so a missed event costs at most one period. Lists are
@@ -100,6 +105,8 @@ func NewManager(cfg Config) *Manager {
 			NewEndpointSlices(cfg.Store, log, cfg.Resync),
 			NewReplicaSets(cfg.Store, log, cfg.Resync),
 			NewDeployments(cfg.Store, log, cfg.Resync),
+			NewPodGC(cfg.Store, log, cfg.Resync),
+			NewGarbageCollector(cfg.Store, log, cfg.Resync),
 		}
 	}
 	return &Manager{cfg: cfg, log: log}

@@ -13,6 +13,7 @@ import (
 	"github.com/podnet/podnet/internal/store"
 	"github.com/podnet/podnet/internal/testutil"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -419,5 +420,81 @@ func TestServiceRangesFixed(t *testing.T) {
 	}
 	if _, err := s.EnsureClusterConfig(ctx, api.ClusterConfig{ServiceCIDR: "10.96.0.0/16", NodePortRange: "30100-30000"}); err == nil || !strings.Contains(err.Error(), "nodePortRange") {
 		t.Fatalf("bad nodePort range: %v", err)
+	}
+}
+
+// TestApplyKeepsStatus: re-applying a manifest keeps what controllers
+// wrote: a Service's status.loadBalancer, a Deployment's and a
+// ReplicaSet's status and revision annotation.
+func TestApplyKeepsStatus(t *testing.T) {
+	s := serviceStore(t, "", "")
+	ctx := context.Background()
+	lb := svc("lb", corev1.ServiceTypeLoadBalancer, 80)
+	if r, err := s.Apply(ctx, lb.DeepCopy()); err != nil || r != store.Created {
+		t.Fatalf("apply: %v %v", r, err)
+	}
+	if _, err := s.Mutate(ctx, svcKind, "default", "lb", func(o api.Object) error {
+		o.(*corev1.Service).Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "192.0.2.10"}}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := s.Apply(ctx, lb.DeepCopy()); err != nil || r != store.Unchanged {
+		t.Fatalf("re-apply: %v %v", r, err)
+	}
+	changed := lb.DeepCopy()
+	changed.Spec.Ports[0].Port = 81
+	if r, err := s.Apply(ctx, changed); err != nil || r != store.Configured {
+		t.Fatalf("apply a change: %v %v", r, err)
+	}
+	o, err := s.Get(ctx, svcKind, "default", "lb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in := o.(*corev1.Service).Status.LoadBalancer.Ingress; len(in) != 1 || in[0].IP != "192.0.2.10" {
+		t.Fatalf("status.loadBalancer after apply: %v", in)
+	}
+
+	one := int32(1)
+	d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "default"},
+		Spec: appsv1.DeploymentSpec{Replicas: &one, Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "web"}},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Command: []string{"sleep", "1"}}}}}}}
+	rs := &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Name: "web-1", Namespace: "default"},
+		Spec: appsv1.ReplicaSetSpec{Replicas: &one, Selector: d.Spec.Selector, Template: d.Spec.Template}}
+	for _, obj := range []api.Object{d, rs} {
+		if _, err := s.Apply(ctx, obj.DeepCopyObject().(api.Object)); err != nil {
+			t.Fatal(err)
+		}
+		k, _ := api.KindOf(obj)
+		if _, err := s.Mutate(ctx, k, "default", obj.GetName(), func(o api.Object) error {
+			o.SetAnnotations(map[string]string{api.AnnotationRevision: "3"})
+			switch o := o.(type) {
+			case *appsv1.Deployment:
+				o.Status.Replicas, o.Status.ObservedGeneration = 1, 1
+			case *appsv1.ReplicaSet:
+				o.Status.Replicas, o.Status.ObservedGeneration = 1, 1
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if r, err := s.Apply(ctx, obj.DeepCopyObject().(api.Object)); err != nil || r != store.Unchanged {
+			t.Fatalf("re-apply %s: %v %v", obj.GetName(), r, err)
+		}
+		got, err := s.Get(ctx, k, "default", obj.GetName())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var replicas int32
+		switch o := got.(type) {
+		case *appsv1.Deployment:
+			replicas = o.Status.Replicas
+		case *appsv1.ReplicaSet:
+			replicas = o.Status.Replicas
+		}
+		if replicas != 1 || got.GetAnnotations()[api.AnnotationRevision] != "3" {
+			t.Fatalf("%s after apply: status.replicas %d, annotations %v", obj.GetName(), replicas, got.GetAnnotations())
+		}
 	}
 }

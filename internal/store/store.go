@@ -341,7 +341,9 @@ const (
 
 // Apply creates o or updates the stored object to match it. If o carries a
 // resourceVersion it is a precondition (a stale one is a Conflict);
-// otherwise the current one is used. Status is kept from the stored object.
+// otherwise the current one is used. Status is kept from the stored object
+// (a Service's status.loadBalancer, a Deployment's counts), and so is the
+// revision annotation of Deployments and ReplicaSets.
 func (s *Store) Apply(ctx context.Context, o api.Object) (ApplyResult, error) {
 	k, err := api.KindOf(o)
 	if err != nil {
@@ -407,9 +409,30 @@ func copyStatus(from, to api.Object) {
 		t.Status = from.(*corev1.Service).Status
 	case *appsv1.Deployment:
 		t.Status = from.(*appsv1.Deployment).Status
+		keepAnnotation(from, to, api.AnnotationRevision)
 	case *appsv1.ReplicaSet:
 		t.Status = from.(*appsv1.ReplicaSet).Status
+		keepAnnotation(from, to, api.AnnotationRevision)
 	}
+}
+
+// keepAnnotation carries an annotation the controllers own (a revision)
+// over to an applied manifest that does not set it, as kubectl apply
+// leaves annotations alone that it did not apply itself.
+func keepAnnotation(from, to api.Object, key string) {
+	v, ok := from.GetAnnotations()[key]
+	if !ok {
+		return
+	}
+	if _, set := to.GetAnnotations()[key]; set {
+		return
+	}
+	a := map[string]string{}
+	for k, x := range to.GetAnnotations() {
+		a[k] = x
+	}
+	a[key] = v
+	to.SetAnnotations(a)
 }
 
 func sameObject(a, b api.Object) bool {
