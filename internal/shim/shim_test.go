@@ -314,9 +314,21 @@ func TestShimSurvivesAgentSIGKILL(t *testing.T) {
 		t.Fatalf("agent said %q", line)
 	}
 	st := waitState(t, dir, "running", func(s State) bool { return s.State == Running })
+	if pp, err := parentPID(pid); err != nil || pp != agent.Process.Pid {
+		t.Fatalf("shim %d has parent %d (%v), want the agent %d", pid, pp, err, agent.Process.Pid)
+	}
 	_ = agent.Process.Signal(syscall.SIGKILL)
 	_ = agent.Wait()
-	time.Sleep(200 * time.Millisecond)
+	// The shim has been orphaned (its parent is no longer the agent)
+	// before it is checked, rather than a fixed wait.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if pp, err := parentPID(pid); err != nil || pp != agent.Process.Pid {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("shim %d still has the dead agent as parent", pid)
+		}
+	}
 	st2, alive, err := Alive(dir)
 	if err != nil || !alive || st2.ShimPID != pid || st2.PID != st.PID || syscall.Kill(st.PID, 0) != nil {
 		t.Fatalf("after the agent died: alive=%v state %+v err %v", alive, st2, err)
@@ -362,4 +374,19 @@ func BenchmarkStop(b *testing.B) {
 			b.ReportMetric(float64(total.Nanoseconds())/float64(b.N), "stop-ns/op")
 		})
 	}
+}
+
+// parentPID returns a process's parent pid, from /proc/PID/stat.
+func parentPID(pid int) (int, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// pid (comm) S ppid ...; comm may hold spaces and parentheses.
+	rest := string(b[strings.LastIndexByte(string(b), ')')+1:])
+	f := strings.Fields(rest)
+	if len(f) < 2 {
+		return 0, fmt.Errorf("/proc/%d/stat: %q", pid, b)
+	}
+	return strconv.Atoi(f[1])
 }
