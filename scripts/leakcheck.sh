@@ -13,9 +13,9 @@ tables=$(nft list tables 2>/dev/null | grep -E 'podnet' || true)
 [ -n "$tables" ] && { echo "leak: nftables tables: $tables"; bad=1; }
 procs=$(pgrep -a -f 'bin/podnet' 2>/dev/null | grep -v leakcheck || true)
 [ -n "$procs" ] && { echo "leak: processes: $procs"; bad=1; }
-# containerd and its shims started by the containerd tests (internal/cni
-# TestContainerd): their config, socket and state are under the test's temp dir.
-ctrd=$(pgrep -a -f 'containerd.*/TestContainerd' 2>/dev/null | grep -v -e leakcheck -e pgrep || true)
+# containerd and its shims started by tests (internal/cni TestContainerd):
+# their config and socket are under a Go test's temp dir, <tmp>/<Test...>/NNN/.
+ctrd=$(pgrep -a containerd 2>/dev/null | grep -E ' [^ ]*/Test[^/ ]*/[0-9]+/' || true)
 [ -n "$ctrd" ] && { echo "leak: containerd processes: $ctrd"; bad=1; }
 # Container processes, found independently of how podnet finds its own: a
 # process writing to a shim's container.log (every container's stdout and
