@@ -1,0 +1,242 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/podnet/podnet/internal/cluster"
+	"github.com/podnet/podnet/internal/l2announce"
+	"github.com/podnet/podnet/internal/netns"
+	corev1 "k8s.io/api/core/v1"
+)
+
+// TestClusterLoadBalancer: a type LoadBalancer Service gets an address of
+// the pool that `outside` reaches; exactly one node answers ARP for it, the
+// one the election names; after kill -9 of that node's agent another node
+// takes over by gratuitous ARP (outside's neighbour cache is never
+// flushed) and outside reaches the Service again; the restarted agent
+// takes the address back. With externalTrafficPolicy Local the node with
+// the endpoint announces, and the client's address is kept.
+func TestClusterLoadBalancer(t *testing.T) {
+	c, _, _ := newLocalCluster(t, clusterOpts{nodes: 3, backend: "vxlan"})
+	echo := filepath.Join(c.bin, "podnet")
+	var names []string
+	for i := 1; i <= 3; i++ {
+		c.run(fmt.Sprintf("web%d", i), i, []string{"-l", "app=web"}, echo, "echo-server", "--listen", ":8080")
+		names = append(names, c.node(i).Name)
+	}
+	c.run("solo", 2, []string{"-l", "app=solo"}, echo, "echo-server", "--listen", ":8080")
+	c.apply(`apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  type: LoadBalancer
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: solo}
+spec:
+  type: LoadBalancer
+  externalTrafficPolicy: Local
+  selector: {app: solo}
+  ports: [{port: 80, targetPort: 8080}]
+`)
+	ip := c.lbIP("web")
+	macs := map[string]string{} // MAC -> node
+	for _, n := range names {
+		macs[c.uplinkMAC(n)] = n
+	}
+	outside := c.rec.Topology.Host(cluster.RoleOutside)
+
+	// Reachable from outside, through the node the election names.
+	get := func() (string, error) {
+		return c.hostExec("outside", "curl", "-s", "-m", "2", "http://"+ip.String()+"/")
+	}
+	eventually(t, "outside reaches "+ip.String(), 15*time.Second, func() (bool, string) {
+		out, err := get()
+		return err == nil && strings.Contains(out, "hello from web"), out
+	})
+	first := l2announce.Elect(ip, names)
+	if who := arpWho(t, outside, ip); len(who) != 1 || macs[who[0]] != first {
+		t.Fatalf("ARP for %s answered by %v (nodes by MAC %v), want only %s", ip, who, macs, first)
+	}
+	if nb := c.neighbour(ip); macs[nb] != first {
+		t.Fatalf("outside's neighbour entry for %s is %q, want %s's", ip, nb, first)
+	}
+	seen := map[string]bool{}
+	for range 30 {
+		out, err := get()
+		f := strings.Fields(out)
+		if err != nil || len(f) < 3 {
+			t.Fatalf("outside → %s: %v\n%s", ip, err, out)
+		}
+		seen[f[2]] = true
+	}
+	if len(seen) != 3 {
+		t.Errorf("30 requests to %s reached %v, want all of web1-3", ip, seen)
+	}
+
+	// kill -9 of the announcer's agent.
+	a := c.rec.Agent(first)
+	pid := a.PID()
+	if pid == 0 {
+		t.Fatalf("agent of %s not running", first)
+	}
+	start := time.Now()
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	var rest []string
+	for _, n := range names {
+		if n != first {
+			rest = append(rest, n)
+		}
+	}
+	second := l2announce.Elect(ip, rest)
+	eventually(t, "outside's neighbour entry moves to "+second, 30*time.Second, func() (bool, string) {
+		nb := c.neighbour(ip)
+		return macs[nb] == second, nb
+	})
+	moved := time.Since(start)
+	out, err := get()
+	if err != nil || !strings.Contains(out, "hello from web") {
+		t.Fatalf("after the failover outside → %s: %v\n%s", ip, err, out)
+	}
+	reached := time.Since(start)
+	if who := arpWho(t, outside, ip); len(who) != 1 || macs[who[0]] != second {
+		t.Fatalf("after the failover ARP for %s answered by %v, want only %s", ip, who, second)
+	}
+	t.Logf("failover after kill -9 of %s's agent: neighbour entry on %s after %s, Service reached after %s",
+		first, second, moved.Round(10*time.Millisecond), reached.Round(10*time.Millisecond))
+	if moved > 20*time.Second {
+		t.Errorf("failover took %s", moved)
+	}
+
+	// The restarted agent's node is Ready again and first by hash again.
+	if _, err := a.Start(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the address back on "+first, 20*time.Second, func() (bool, string) {
+		nb := c.neighbour(ip)
+		return macs[nb] == first, nb
+	})
+	if who := arpWho(t, outside, ip); len(who) != 1 || macs[who[0]] != first {
+		t.Fatalf("after the restart ARP for %s answered by %v, want only %s", ip, who, first)
+	}
+	if out, err := get(); err != nil || !strings.Contains(out, "hello from web") {
+		t.Fatalf("after the restart outside → %s: %v\n%s", ip, err, out)
+	}
+
+	// Local: only the endpoint's node announces; the client IP is kept.
+	soloIP := c.lbIP("solo")
+	eventually(t, "outside reaches solo at "+soloIP.String(), 15*time.Second, func() (bool, string) {
+		out, err := c.hostExec("outside", "curl", "-s", "-m", "2", "http://"+soloIP.String()+"/")
+		return err == nil && strings.Contains(out, "client: "+outside.IP().String()+"\n"), out
+	})
+	if who := arpWho(t, outside, soloIP); len(who) != 1 || macs[who[0]] != c.node(2).Name {
+		t.Fatalf("ARP for %s (Local, endpoint on %s) answered by %v", soloIP, c.node(2).Name, who)
+	}
+}
+
+// apply applies a manifest.
+func (c *localCluster) apply(manifest string) {
+	c.t.Helper()
+	f := filepath.Join(c.t.TempDir(), "m.yaml")
+	if err := os.WriteFile(f, []byte(manifest), 0o644); err != nil {
+		c.t.Fatal(err)
+	}
+	c.must("apply", "-f", f)
+}
+
+// lbIP waits for the Service's load-balancer address.
+func (c *localCluster) lbIP(svc string) netip.Addr {
+	c.t.Helper()
+	var ip netip.Addr
+	eventually(c.t, svc+" gets a load-balancer address", 10*time.Second, func() (bool, string) {
+		var s corev1.Service
+		out, err := c.podnet("get", "svc", svc, "-o", "json")
+		if err != nil || json.Unmarshal([]byte(out), &s) != nil || len(s.Status.LoadBalancer.Ingress) == 0 {
+			return false, out
+		}
+		ip, err = netip.ParseAddr(s.Status.LoadBalancer.Ingress[0].IP)
+		return err == nil, out
+	})
+	return ip
+}
+
+var lladdrRE = regexp.MustCompile(`(?:link/ether|lladdr) ([0-9a-f:]{17})`)
+
+// uplinkMAC is a host's underlay MAC.
+func (c *localCluster) uplinkMAC(host string) string {
+	c.t.Helper()
+	out := check(c.t)(c.hostExec(host, "ip", "-o", "link", "show", cluster.UplinkName))
+	m := lladdrRE.FindStringSubmatch(out)
+	if m == nil {
+		c.t.Fatalf("no MAC in %q", out)
+	}
+	return m[1]
+}
+
+// neighbour is the MAC in outside's neighbour entry for ip ("" if none).
+func (c *localCluster) neighbour(ip netip.Addr) string {
+	out, _ := c.hostExec("outside", "ip", "neigh", "show", ip.String(), "dev", cluster.UplinkName)
+	if m := lladdrRE.FindStringSubmatch(out); m != nil {
+		return m[1]
+	}
+	return ""
+}
+
+// arpWho asks, from host h's uplink, who has ip, and returns the MACs of
+// every reply within 500 ms.
+func arpWho(t *testing.T, h *cluster.Host, ip netip.Addr) []string {
+	t.Helper()
+	var macs []string
+	err := netns.Do(netns.Path(h.NetNS), func() error {
+		ifc, err := net.InterfaceByName(cluster.UplinkName)
+		if err != nil {
+			return err
+		}
+		conn, err := l2announce.ListenARP(ifc.Index)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		req := l2announce.Packet{EthDst: l2announce.Broadcast, EthSrc: ifc.HardwareAddr, Op: l2announce.OpRequest,
+			SenderHW: ifc.HardwareAddr, SenderIP: h.IP(), TargetHW: make(net.HardwareAddr, 6), TargetIP: ip}
+		b, err := req.Marshal()
+		if err != nil {
+			return err
+		}
+		if err := conn.WriteFrame(b); err != nil {
+			return err
+		}
+		time.AfterFunc(500*time.Millisecond, func() { conn.Close() })
+		buf := make([]byte, 1600)
+		for {
+			n, outgoing, err := conn.ReadFrame(buf)
+			if err != nil {
+				return nil // closed: time is up
+			}
+			p, err := l2announce.Parse(buf[:n])
+			if err != nil || outgoing || p.Op != l2announce.OpReply || p.SenderIP != ip || p.TargetIP != h.IP() {
+				continue
+			}
+			macs = append(macs, p.SenderHW.String())
+		}
+	})
+	if err != nil {
+		t.Fatalf("ARP from %s: %v", h.Name, err)
+	}
+	return macs
+}
