@@ -92,7 +92,7 @@ func newCRIEnv(t *testing.T) *criEnv {
 	if err := os.Symlink(debianLoopback, filepath.Join(binDir, "loopback")); err != nil {
 		t.Fatal(err)
 	}
-	e.writeConflist(n.conflistBytes("1.0.0", nil))
+	e.writeConflist(t, n.conflistBytes("1.0.0", nil))
 	e.cgroup = "/" + testutil.UniqueName("pncri", 0)
 	t.Cleanup(e.removeCgroups)
 	if err := os.WriteFile(filepath.Join(e.dir, "config.toml"), []byte(e.config(binDir)), 0o644); err != nil {
@@ -121,7 +121,7 @@ func newCRIEnv(t *testing.T) *criEnv {
 	e.startHolder()
 	t.Cleanup(e.teardown)
 	t0 := time.Now()
-	e.start()
+	e.start(t)
 	t1 := time.Now()
 	img := e.buildImage()
 	t2 := time.Now()
@@ -168,16 +168,16 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 		filepath.Join(e.dir, "opt"), criImage, filepath.Join(e.dir, "runc"), binDir, e.confDir)
 }
 
-func (e *criEnv) writeConflist(b []byte) {
-	e.t.Helper()
+func (e *criEnv) writeConflist(t testing.TB, b []byte) {
+	t.Helper()
 	// Write then rename: containerd watches the dir and must never read
 	// half a file.
 	tmp := filepath.Join(e.confDir, ".10-podnet.conflist.tmp")
 	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		e.t.Fatal(err)
+		t.Fatal(err)
 	}
 	if err := os.Rename(tmp, filepath.Join(e.confDir, "10-podnet.conflist")); err != nil {
-		e.t.Fatal(err)
+		t.Fatal(err)
 	}
 }
 
@@ -235,23 +235,20 @@ func (e *criEnv) startHolder() {
 	}
 }
 
-// holderPid is the pid of the process in the private mount namespace (the
-// sleep that replaced sh, under nsenter and unshare).
-func (e *criEnv) holderPid() int {
-	// nsenter execs unshare, which execs sh, which execs sleep: one pid.
-	return e.holder.Process.Pid
-}
+// holderPid is the pid of the process in the private mount namespace:
+// nsenter execs unshare, which execs sh, which execs sleep, all one pid.
+func (e *criEnv) holderPid() int { return e.holder.Process.Pid }
 
 // start runs containerd in the holder's namespaces and waits for its CRI
 // to answer.
-func (e *criEnv) start() {
-	e.t.Helper()
+func (e *criEnv) start(t testing.TB) {
+	t.Helper()
 	cmd := exec.Command("nsenter", "--target", strconv.Itoa(e.holderPid()), "--mount", "--net", "--",
 		e.containerd, "--config", filepath.Join(e.dir, "config.toml"))
 	cmd.Stdout, cmd.Stderr = e.logs, e.logs
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
-		e.t.Fatalf("start containerd: %v", err)
+		t.Fatalf("start containerd: %v", err)
 	}
 	e.ctrd = cmd
 	done := make(chan struct{})
@@ -265,11 +262,11 @@ func (e *criEnv) start() {
 		}
 		select {
 		case <-done:
-			e.t.Fatalf("containerd exited at start: %s", cmd.ProcessState)
+			t.Fatalf("containerd exited at start: %s", cmd.ProcessState)
 		default:
 		}
 		if time.Now().After(deadline) {
-			e.t.Fatalf("containerd's CRI not ready after 30s: %v\n%s", err, out)
+			t.Fatalf("containerd's CRI not ready after 30s: %v\n%s", err, out)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -534,8 +531,7 @@ type criPod struct {
 
 // podConfig writes a pod sandbox config; hostPorts map to container port
 // 8080 over TCP.
-func (e *criEnv) podConfig(name string, hostPorts ...int) string {
-	e.t.Helper()
+func (e *criEnv) podConfig(name string, hostPorts ...int) (string, error) {
 	var pm []map[string]any
 	for _, hp := range hostPorts {
 		pm = append(pm, map[string]any{"protocol": 0, "container_port": 8080, "host_port": hp})
@@ -549,15 +545,15 @@ func (e *criEnv) podConfig(name string, hostPorts ...int) string {
 	}
 	b, _ := json.Marshal(c)
 	p := filepath.Join(e.dir, name+".pod.json")
-	if err := os.WriteFile(p, b, 0o644); err != nil {
-		e.t.Fatal(err)
-	}
-	return p
+	return p, os.WriteFile(p, b, 0o644)
 }
 
 // runPod runs a pod sandbox and inspects it.
 func (e *criEnv) runPod(name string, hostPorts ...int) (*criPod, error) {
-	conf := e.podConfig(name, hostPorts...)
+	conf, err := e.podConfig(name, hostPorts...)
+	if err != nil {
+		return nil, err
+	}
 	id, err := e.crictlRun("runp", conf)
 	if err != nil {
 		return nil, err

@@ -139,8 +139,8 @@ func TestContainerd(t *testing.T) {
 	t.Run("broken conflist", func(t *testing.T) {
 		a := e.mustRunPod(t, "brokena", 18300)
 		e.startServer(t, a)
-		e.writeConflist(e.n.conflistBytes("1.0.0", map[string]any{"subnet": "10.123.40.0/33"}))
-		t.Cleanup(func() { e.writeConflist(e.n.conflistBytes("1.0.0", nil)); e.waitConf(t, "10.22.0.0/24") })
+		e.writeConflist(t, e.n.conflistBytes("1.0.0", map[string]any{"subnet": "10.123.40.0/33"}))
+		t.Cleanup(func() { e.writeConflist(t, e.n.conflistBytes("1.0.0", nil)); e.waitConf(t, "10.22.0.0/24") })
 		e.waitConf(t, "10.123.40.0/33")
 		_, err := e.runPod("brokenb", 18301)
 		// crictl quotes the runtime's message: unquote before matching.
@@ -161,7 +161,7 @@ func TestContainerd(t *testing.T) {
 		e.startServer(t, p)
 		ip := p.ip
 		e.stop()
-		e.start()
+		e.start(t)
 		if err := e.inspect(p); err != nil {
 			t.Fatalf("after restart: %v", err)
 		}
@@ -184,10 +184,10 @@ func TestContainerd(t *testing.T) {
 	// 1.0.0 and fail every pod under 1.1.0, after the plugin's ADD
 	// succeeded; the DEL containerd then sends must still leave nothing.
 	t.Run("cniVersion", func(t *testing.T) {
-		t.Cleanup(func() { e.writeConflist(e.n.conflistBytes("1.0.0", nil)); e.waitConf(t, `\"cniVersion\":\"1.0.0\"`) })
+		t.Cleanup(func() { e.writeConflist(t, e.n.conflistBytes("1.0.0", nil)); e.waitConf(t, `\"cniVersion\":\"1.0.0\"`) })
 		old := e.containerdBefore2(t)
 		for _, v := range []string{"0.4.0", "1.1.0"} {
-			e.writeConflist(e.n.conflistBytes(v, nil))
+			e.writeConflist(t, e.n.conflistBytes(v, nil))
 			e.waitConf(t, `\"cniVersion\":\"`+v+`\"`)
 			p, err := e.runPod("v"+strings.ReplaceAll(v, ".", ""), 18500)
 			if v == "1.1.0" && old {
