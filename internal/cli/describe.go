@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"sort"
@@ -8,8 +9,10 @@ import (
 	"text/tabwriter"
 
 	"github.com/podnet/podnet/internal/api"
+	"github.com/podnet/podnet/internal/store"
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 func newDescribe(g *globals) *cobra.Command {
@@ -32,34 +35,53 @@ func newDescribe(g *globals) *cobra.Command {
 			if err != nil {
 				return friendly(err)
 			}
-			switch v := o.(type) {
-			case *corev1.Pod:
-				describePod(g.out, v)
-			case *corev1.Node:
-				all, _, err := s.List(ctx, podKindOf(), "")
-				if err != nil {
-					return err
-				}
-				var pods []*corev1.Pod
-				for _, o := range all {
-					if p := o.(*corev1.Pod); p.Spec.NodeName == v.Name {
-						pods = append(pods, p)
-					}
-				}
-				describeNode(g.out, v, pods)
-			default:
-				tw := tabwriter.NewWriter(g.out, 0, 8, 1, ' ', 0)
-				fmt.Fprintf(tw, "Name:\t%s\n", o.GetName())
-				fmt.Fprintf(tw, "Labels:\t%s\n", kv(o.GetLabels()))
-				fmt.Fprintf(tw, "Annotations:\t%s\n", kv(o.GetAnnotations()))
-				if ns, ok := o.(*corev1.Namespace); ok {
-					fmt.Fprintf(tw, "Status:\t%s\n", ns.Status.Phase)
-				}
-				tw.Flush()
+			if d := describers[k.GVK.Kind]; d != nil {
+				return d(ctx, s, o, g.out)
 			}
-			return nil
+			tw := tabwriter.NewWriter(g.out, 0, 8, 2, ' ', 0)
+			fmt.Fprintf(tw, "Name:\t%s\n", o.GetName())
+			if k.Namespaced {
+				fmt.Fprintf(tw, "Namespace:\t%s\n", o.GetNamespace())
+			}
+			fmt.Fprintf(tw, "Labels:\t%s\n", kv(o.GetLabels()))
+			fmt.Fprintf(tw, "Annotations:\t%s\n", annotations(o.GetAnnotations()))
+			if ns, ok := o.(*corev1.Namespace); ok {
+				fmt.Fprintf(tw, "Status:\t%s\n", ns.Status.Phase)
+			}
+			return tw.Flush()
 		},
 	}
+}
+
+// describer prints one object of a kind in detail, reading what else it
+// shows (a node's pods, a service's endpoints) from the store.
+type describer func(ctx context.Context, s *store.Store, o api.Object, w io.Writer) error
+
+// describers are the kinds with their own `describe`, by kind; the others
+// get name, labels and annotations.
+var describers = map[string]describer{
+	"Pod": func(_ context.Context, _ *store.Store, o api.Object, w io.Writer) error {
+		describePod(w, o.(*corev1.Pod))
+		return nil
+	},
+	"Node": func(ctx context.Context, s *store.Store, o api.Object, w io.Writer) error {
+		v := o.(*corev1.Node)
+		all, _, err := s.List(ctx, podKindOf(), "")
+		if err != nil {
+			return err
+		}
+		var pods []*corev1.Pod
+		for _, o := range all {
+			if p := o.(*corev1.Pod); p.Spec.NodeName == v.Name {
+				pods = append(pods, p)
+			}
+		}
+		describeNode(w, v, pods)
+		return nil
+	},
+	"Service":    describeService,
+	"Deployment": describeDeployment,
+	"ReplicaSet": describeReplicaSet,
 }
 
 func kv(m map[string]string) string {
@@ -93,7 +115,7 @@ func describePod(w io.Writer, p *corev1.Pod) {
 		fmt.Fprintf(tw, "Start Time:\t%s\n", p.Status.StartTime.Time.Format("Mon, 02 Jan 2006 15:04:05 -0700"))
 	}
 	fmt.Fprintf(tw, "Labels:\t%s\n", kv(p.Labels))
-	fmt.Fprintf(tw, "Annotations:\t%s\n", kv(p.Annotations))
+	fmt.Fprintf(tw, "Annotations:\t%s\n", annotations(p.Annotations))
 	fmt.Fprintf(tw, "Status:\t%s\n", podStatus(p))
 	if p.Status.Message != "" {
 		fmt.Fprintf(tw, "Message:\t%s\n", p.Status.Message)
@@ -103,6 +125,9 @@ func describePod(w io.Writer, p *corev1.Pod) {
 	fmt.Fprintln(tw, "IPs:")
 	for _, ip := range p.Status.PodIPs {
 		fmt.Fprintf(tw, "  IP:\t%s\n", ip.IP)
+	}
+	if ref := metav1.GetControllerOf(p); ref != nil {
+		fmt.Fprintf(tw, "Controlled By:\t%s/%s\n", ref.Kind, ref.Name)
 	}
 	fmt.Fprintln(tw, "Containers:")
 	statuses := map[string]corev1.ContainerStatus{}

@@ -83,7 +83,7 @@ func NewRoot(out, errOut io.Writer) *cobra.Command {
 		newRun(g), newExec(g), newLogs(g),
 		newServer(g), newAgent(g), newUp(g),
 		newShim(), newEchoServer(g), newCluster(g),
-		newCreate(g), newScale(g), newExpose(g),
+		newCreate(g), newScale(g), newExpose(g), newRollout(g),
 	)
 	return root
 }
