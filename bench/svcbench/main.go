@@ -63,6 +63,9 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "podnet-driver" {
 		os.Exit(podnetDriver(os.Args[2:]))
 	}
+	if len(os.Args) > 1 && os.Args[1] == "probe" {
+		os.Exit(probeCmd(os.Args[2:]))
+	}
 	var o options
 	o.Register(flag.CommandLine, "where the temp directory (objects files, logs) goes")
 	flag.StringVar(&o.kubeProxy, "kube-proxy-driver", "/var/cache/podnet-bench/kube-proxy-driver", "the kube-proxy driver (bench/svcbench/kubeproxy; bench/run.sh builds it)")
@@ -74,7 +77,7 @@ func main() {
 	flag.IntVar(&o.iperfSecs, "iperf-secs", 5, "seconds per iperf3 run (plus 1 s omitted)")
 	flag.IntVar(&o.iperfRounds, "iperf-rounds", 3, "iperf3 rounds per path, interleaved (median reported)")
 	flag.StringVar(&o.iperfPeers, "iperf-peers", "podnet,nftables", "proxies whose ClusterIP throughput is measured")
-	flag.StringVar(&o.phases, "phases", "sync,latency,iperf", "what to run")
+	flag.StringVar(&o.phases, "phases", "sync,latency,iperf,apply", "what to run: sync, latency (loads each proxy as sync does), iperf, apply (a local cluster)")
 	flag.Parse()
 	os.Exit(run(o))
 }
@@ -115,7 +118,13 @@ func run(o options) int {
 			return 2
 		}
 	}
-	sweep := func() { sweepStale(o.Tmp) }
+	if want["apply"] {
+		if _, err := os.Stat(filepath.Join(o.PodnetBin, "podnet")); err != nil {
+			fmt.Fprintf(os.Stderr, "svcbench: %v (run `make build`)\n", err)
+			return 2
+		}
+	}
+	sweep := func() { sweepStale(o.Tmp, filepath.Join(o.PodnetBin, "podnet")) }
 	return benchutil.Run("svcbench", o.Lock, sweep, func(ctx context.Context) int {
 		b := &bench{o: o, runID: benchutil.RunID(), want: want, scales: scales, peers: peers,
 			runs: map[string]map[int]*peerRun{}}
@@ -145,6 +154,7 @@ type bench struct {
 	seq    int
 	runs   map[string]map[int]*peerRun // peer → scale → what it measured
 	iperf  []*iperfRun
+	apply  *applyRun
 	failed int
 }
 
@@ -209,6 +219,13 @@ func (b *bench) run(ctx context.Context) (err error) {
 				b.failed++
 				fmt.Fprintf(os.Stderr, "svcbench: iperf3 through %s: FAILED: %v\n", peerLabel[p], ir.err)
 			}
+		}
+	}
+	if b.want["apply"] && ctx.Err() == nil {
+		b.apply = b.applyPhase(ctx)
+		if b.apply.err != nil {
+			b.failed++
+			fmt.Fprintf(os.Stderr, "svcbench: apply → traffic: FAILED: %v\n", b.apply.err)
 		}
 	}
 	return ctx.Err()
@@ -288,7 +305,8 @@ func (b *bench) leftovers() []string {
 	var out []string
 	ents, _ := os.ReadDir("/run/netns")
 	for _, e := range ents {
-		if ourNS.MatchString(e.Name()) && strings.HasPrefix(e.Name(), Prefix+b.runID) {
+		if ourNS.MatchString(e.Name()) && strings.HasPrefix(e.Name(), Prefix+b.runID) ||
+			strings.HasPrefix(e.Name(), "podnet-"+b.clusterName()+"-") {
 			out = append(out, "namespace "+e.Name())
 		}
 	}

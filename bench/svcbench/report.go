@@ -63,7 +63,7 @@ type row struct {
 }
 
 func (b *bench) print(w io.Writer) {
-	if len(b.runs) == 0 && len(b.iperf) == 0 {
+	if len(b.runs) == 0 && len(b.iperf) == 0 && b.apply == nil {
 		return
 	}
 	peers := b.peers
@@ -77,6 +77,47 @@ func (b *bench) print(w io.Writer) {
 	}
 	if len(b.iperf) > 0 {
 		b.printIperf(w)
+	}
+	if b.apply != nil {
+		b.printApply(w)
+	}
+}
+
+func (b *bench) printApply(w io.Writer) {
+	a := b.apply
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "podnet apply of a Service → a connect through its ClusterIP succeeds from a pod on every node (local cluster, 3 nodes, %d probed)\n", a.nodes)
+	head := fmt.Sprintf("%-42s%12s%12s", "metric", "p50", "p99")
+	fmt.Fprintln(w, head)
+	line := strings.Repeat("-", len(head)+20)
+	fmt.Fprintln(w, line)
+	if a.err != nil && len(a.all) == 0 {
+		fmt.Fprintf(w, "FAILED: %v\n", firstLine(a.err.Error()))
+		fmt.Fprintln(w, line)
+		return
+	}
+	ms := func(d time.Duration) string { return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond)) }
+	for _, r := range []struct {
+		label string
+		v     []time.Duration
+	}{
+		{fmt.Sprintf("apply → every node (%d Services)", len(a.all)), a.all},
+		{"apply → first node", a.first},
+		{"  (info) the podnet apply exec alone", a.cli},
+	} {
+		fmt.Fprintf(w, "%-42s%12s%12s\n", r.label, ms(benchutil.Median(r.v)), ms(benchutil.Quantile(r.v, 0.99)))
+	}
+	fmt.Fprintln(w, line)
+	fmt.Fprintln(w, "from the start of the `podnet apply` exec (clusterIP requested, selector on a ready 3-replica Deployment) to each pod's probe")
+	fmt.Fprintln(w, "(a connect every 1 ms from inside the pod) first succeeding: store → EndpointSlice controller → every agent's sync. No peer:")
+	fmt.Fprintln(w, "no kube-proxy cluster runs here. p99 of 20 (nearest rank) is the slowest.")
+	if a.routeOK != "" {
+		fmt.Fprintf(w, "NOTE: from the node itself (host network) the ClusterIP fails: %s\n", a.routeOK)
+	} else {
+		fmt.Fprintln(w, "from the node itself (host network): the ClusterIP answers too.")
+	}
+	if a.err != nil {
+		fmt.Fprintf(w, "FAILED after %d Services: %v\n", len(a.all), firstLine(a.err.Error()))
 	}
 }
 

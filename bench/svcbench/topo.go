@@ -184,7 +184,8 @@ func tail(path string, n int) string {
 
 // sweepStale removes what a killed earlier run left: its namespaces (and
 // the processes in them) and temp dirs. Only call it holding the run lock.
-func sweepStale(tmpBase string) {
+func sweepStale(tmpBase, podnet string) {
+	sweepClusters(tmpBase, podnet)
 	ents, _ := os.ReadDir(netns.Dir)
 	for _, e := range ents {
 		if !ourNS.MatchString(e.Name()) {
