@@ -40,6 +40,7 @@ type agentFlags struct {
 	bridge     string
 	mtu        int
 	netns      string
+	leaseTTL   time.Duration
 }
 
 func (f *agentFlags) register(cmd *cobra.Command) {
@@ -55,6 +56,7 @@ func (f *agentFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.cniVersion, "cni-version", agent.DefaultCNIVersion, "cniVersion of the conflist written, one of "+strings.Join(agent.CNIVersions, ", ")+": the newest the node's container runtime takes (containerd 1.6/1.7 take up to 1.0.0; 1.1.0 needs libcni 1.2+, e.g. containerd 2.x)")
 	fl.StringVar(&f.bridge, "bridge", cni.DefaultBridge, "the node's pod bridge")
 	fl.IntVar(&f.mtu, "mtu", 0, "pod interface MTU (0: the overlay's, the underlay's minus 50 with vxlan)")
+	fl.DurationVar(&f.leaseTTL, "node-lease-ttl", agent.DefaultLeaseTTL, "the node lease's time to live (whole seconds, at least 2s): how soon after this agent dies the node turns NotReady and its load-balancer addresses move to another node; a store stall longer than this marks the node NotReady too")
 	fl.StringVar(&f.netns, "netns", "", "the named network namespace this node runs in, when it is one (a local cluster's node); empty on a real host")
 }
 
@@ -67,6 +69,9 @@ func newAgentFromFlags(ctx context.Context, g *globals, f *agentFlags, s *store.
 	}
 	if err := agent.CheckCNIVersion(f.cniVersion); err != nil {
 		return nil, fmt.Errorf("--cni-version: %w", err)
+	}
+	if f.leaseTTL < 2*time.Second || f.leaseTTL%time.Second != 0 {
+		return nil, fmt.Errorf("--node-lease-ttl %s: want whole seconds, at least 2s", f.leaseTTL)
 	}
 	if f.podCIDR != "" {
 		if _, err := netip.ParsePrefix(f.podCIDR); err != nil {
@@ -93,7 +98,7 @@ func newAgentFromFlags(ctx context.Context, g *globals, f *agentFlags, s *store.
 		return nil, err
 	}
 	stateDir := filepath.Join(f.stateDir, f.nodeName)
-	reg, err := registerNode(ctx, s, agent.NodeConfig{Name: f.nodeName, IP: f.nodeIP, PodCIDR: f.podCIDR, StateDir: stateDir, NetNS: f.netns, Logger: log})
+	reg, err := registerNode(ctx, s, agent.NodeConfig{Name: f.nodeName, IP: f.nodeIP, PodCIDR: f.podCIDR, StateDir: stateDir, NetNS: f.netns, LeaseTTL: f.leaseTTL, Logger: log})
 	if err != nil {
 		return nil, err
 	}

@@ -92,6 +92,7 @@ func newClusterCreate(g *globals) *cobra.Command {
 	f.StringVar(&spec.NodePortRange, "service-node-port-range", "", "the server's nodePort range (default 30000-32767)")
 	f.DurationVar(&spec.PodEvictionTimeout, "pod-eviction-timeout", 0, "how long a node may be NotReady before its pods are deleted (default 5m)")
 	f.StringVar(&spec.LBRange, "lb-range", cluster.DefaultLBRange, "the load-balancer pool (first-last or a CIDR) on the outside host's segment 192.168.250.0/24")
+	f.DurationVar(&spec.NodeLeaseTTL, "node-lease-ttl", 0, "each agent's --node-lease-ttl: how long after an agent dies its node turns NotReady and its load-balancer addresses move (default: the agent's, 10s)")
 	f.StringVar(&spec.CNIVersion, "cni-version", "", "cniVersion of each node's conflist, passed to every agent (default: the agent's, 1.0.0)")
 	f.IntVar(&spec.EtcdMembers, "etcd-members", 0, "members of the external etcd cluster (implies --external-etcd; 0: the server's embedded etcd)")
 	f.StringVar(&dir, "dir", "", "parent of the cluster's directory (env "+cluster.DirEnv+", default "+cluster.DefaultDir+")")

@@ -208,6 +208,9 @@ func (r *Record) agentProc(h Host) Proc {
 	if v := r.Topology.Spec.CNIVersion; v != "" {
 		p.Args = append(p.Args, "--cni-version", v)
 	}
+	if d := r.Topology.Spec.NodeLeaseTTL; d > 0 {
+		p.Args = append(p.Args, "--node-lease-ttl", d.String())
+	}
 	return p
 }
 

@@ -3,6 +3,7 @@ package cluster
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestNodeHostMatchesPlan(t *testing.T) {
@@ -40,5 +41,22 @@ func TestCheckNodeName(t *testing.T) {
 		if want == "" && err != nil || want != "" && (err == nil || !strings.Contains(err.Error(), want)) {
 			t.Errorf("checkNodeName(%q) = %v, want %q", name, err, want)
 		}
+	}
+}
+
+func TestNodeLeaseTTL(t *testing.T) {
+	for ttl, ok := range map[time.Duration]bool{0: true, 5 * time.Second: true, 2 * time.Second: true, time.Second: false, 2500 * time.Millisecond: false} {
+		s := Spec{NodeLeaseTTL: ttl}
+		s.Default()
+		if err := s.Validate(); (err == nil) != ok {
+			t.Errorf("--node-lease-ttl %s: %v", ttl, err)
+		}
+	}
+	r, err := NewRecord(Spec{Name: "c", Nodes: 1, NodeLeaseTTL: 4 * time.Second}, t.TempDir(), "/bin/podnet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := strings.Join(r.Agents[0].Args, " "); !strings.Contains(a, "--node-lease-ttl 4s") {
+		t.Errorf("agent args %s", a)
 	}
 }

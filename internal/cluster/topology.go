@@ -33,6 +33,10 @@ type Spec struct {
 	// ServiceCIDR, NodePortRange and PodEvictionTimeout are passed to the
 	// server as --service-cluster-ip-range, --service-node-port-range and
 	// --pod-eviction-timeout when set (empty/zero: the server's defaults).
+	// NodeLeaseTTL is passed to every agent as --node-lease-ttl when set:
+	// how long after an agent dies its node turns NotReady (and its
+	// load-balancer addresses move).
+	NodeLeaseTTL       time.Duration `json:"nodeLeaseTTL,omitempty"`
 	ServiceCIDR        string        `json:"serviceCIDR,omitempty"`
 	NodePortRange      string        `json:"nodePortRange,omitempty"`
 	PodEvictionTimeout time.Duration `json:"podEvictionTimeout,omitempty"`
@@ -119,6 +123,9 @@ func (s *Spec) Validate() error {
 	first, last := hostAddr(subnetA, 1).Addr(), hostAddr(subnetA, 10+s.Nodes).Addr()
 	if !r.Last.Less(first) && !last.Less(r.First) {
 		return fmt.Errorf("--lb-range %s: overlaps the hosts' addresses %s-%s", r, first, last)
+	}
+	if s.NodeLeaseTTL != 0 && (s.NodeLeaseTTL < 2*time.Second || s.NodeLeaseTTL%time.Second != 0) {
+		return fmt.Errorf("--node-lease-ttl %s: want whole seconds, at least 2s", s.NodeLeaseTTL)
 	}
 	if s.CNIVersion != "" {
 		if err := agent.CheckCNIVersion(s.CNIVersion); err != nil {

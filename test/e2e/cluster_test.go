@@ -63,6 +63,8 @@ type clusterOpts struct {
 	externalEtcd bool
 	// allowFail: return the failed cluster (rec nil) instead of failing.
 	allowFail bool
+	// args are more `cluster create` flags.
+	args []string
 }
 
 // externalEtcdPass: PODNET_TEST_ETCD=external, the second pass of `make
@@ -84,6 +86,7 @@ func newLocalCluster(t *testing.T, o clusterOpts) (*localCluster, string, error)
 	if o.twoSubnets {
 		args = append(args, "--two-subnets")
 	}
+	args = append(args, o.args...)
 	if externalEtcdPass() {
 		o.externalEtcd = true
 	}
