@@ -3,14 +3,13 @@ package cli
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/podnet/podnet/internal/api"
@@ -20,7 +19,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/duration"
-	"sigs.k8s.io/yaml"
 )
 
 // readManifests decodes every file named by -f: a file, a directory (its
@@ -115,13 +113,13 @@ func newApply(g *globals) *cobra.Command {
 
 func newGet(g *globals) *cobra.Command {
 	var output, selector string
-	var all, showLabels bool
+	var all, showLabels, watch, watchOnly, watchEvents bool
 	cmd := &cobra.Command{
 		Use:   "get RESOURCE [NAME...]",
 		Short: "List objects: pods, nodes, namespaces, svc, endpointslices, deploy, rs",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			k, err := api.ResourceFor(args[0])
+			k, names, err := getArgs(args)
 			if err != nil {
 				return err
 			}
@@ -129,6 +127,13 @@ func newGet(g *globals) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("-l %q: %w", selector, err)
 			}
+			p, err := newObjPrinter(k, output)
+			if err != nil {
+				return err
+			}
+			p.showNS = all && k.Namespaced
+			p.showLabels = showLabels
+			p.events = watchEvents && (watch || watchOnly)
 			ctx := cmd.Context()
 			s, done, err := g.store(ctx)
 			if err != nil {
@@ -139,9 +144,16 @@ func newGet(g *globals) *cobra.Command {
 			if all || !k.Namespaced {
 				ns = ""
 			}
+			match := func(o api.Object) bool {
+				if len(names) > 0 && !slices.Contains(names, o.GetName()) {
+					return false
+				}
+				return sel.Matches(labels.Set(o.GetLabels()))
+			}
 			var objs []api.Object
-			if len(args) > 1 {
-				for _, name := range args[1:] {
+			var rev int64
+			if len(names) > 0 && !watch && !watchOnly {
+				for _, name := range names {
 					o, err := s.Get(ctx, k, ns, name)
 					if err != nil {
 						return friendly(err)
@@ -149,103 +161,106 @@ func newGet(g *globals) *cobra.Command {
 					objs = append(objs, o)
 				}
 			} else {
-				list, _, err := s.List(ctx, k, ns)
+				list, r, err := s.List(ctx, k, ns)
 				if err != nil {
 					return err
 				}
+				rev = r
 				for _, o := range list {
-					if sel.Matches(labels.Set(o.GetLabels())) {
+					if match(o) {
 						objs = append(objs, o)
 					}
 				}
+				if len(names) > 0 && len(objs) == 0 && !watchOnly {
+					return friendly(apierrors.NewNotFound(k.GroupResource(), names[0]))
+				}
 			}
-			single := len(args) == 2
-			return printObjects(g.out, k, objs, output, all && k.Namespaced, single, showLabels, ns)
+			single := len(names) == 1
+			if !watch && !watchOnly {
+				if len(objs) == 0 && (p.format == "table" || p.format == "custom-columns") {
+					if ns != "" {
+						fmt.Fprintf(g.out, "No resources found in %s namespace.\n", ns)
+					} else {
+						fmt.Fprintln(g.out, "No resources found")
+					}
+					return nil
+				}
+				return p.print(g.out, objs, single, nil)
+			}
+			if !watchOnly && len(objs) > 0 {
+				evs := make([]string, len(objs))
+				for i := range evs {
+					evs[i] = string(store.Added)
+				}
+				if err := p.printEach(g.out, objs, evs); err != nil {
+					return err
+				}
+			}
+			return watchObjects(ctx, g.out, s, k, ns, rev, match, p)
 		},
 	}
-	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: wide, yaml, json, name")
-	cmd.Flags().StringVarP(&selector, "selector", "l", "", "label selector, e.g. app=web")
-	cmd.Flags().BoolVarP(&all, "all-namespaces", "A", false, "list across all namespaces")
-	cmd.Flags().BoolVar(&showLabels, "show-labels", false, "show each object's labels as the last column")
+	f := cmd.Flags()
+	f.StringVarP(&output, "output", "o", "", "output format: wide, yaml, json, name, jsonpath=TEMPLATE, jsonpath-file=FILE, custom-columns=HEADER:PATH,..., custom-columns-file=FILE")
+	f.StringVarP(&selector, "selector", "l", "", "label selector, e.g. app=web, 'tier in (a,b)', '!canary'")
+	f.BoolVarP(&all, "all-namespaces", "A", false, "list across all namespaces")
+	f.BoolVar(&showLabels, "show-labels", false, "show each object's labels as the last column")
+	f.BoolVarP(&watch, "watch", "w", false, "after listing, print each change (until interrupted)")
+	f.BoolVar(&watchOnly, "watch-only", false, "print only the changes, not the list first")
+	f.BoolVar(&watchEvents, "output-watch-events", false, "with --watch, show the event type (ADDED, MODIFIED, DELETED) of each row")
 	return cmd
 }
 
-func printObjects(w io.Writer, k *api.Kind, objs []api.Object, output string, showNS, single, showLabels bool, ns string) error {
-	switch output {
-	case "yaml", "json":
-		var v any
-		if single && len(objs) == 1 {
-			v = objs[0]
-		} else {
-			v = map[string]any{"apiVersion": "v1", "kind": "List", "items": objs}
-		}
-		if output == "json" {
-			b, err := json.MarshalIndent(v, "", "    ")
-			if err != nil {
-				return err
-			}
-			_, err = fmt.Fprintf(w, "%s\n", b)
-			return err
-		}
-		b, err := yaml.Marshal(v)
-		if err != nil {
-			return err
-		}
-		_, err = w.Write(b)
-		return err
-	case "name":
-		for _, o := range objs {
-			fmt.Fprintf(w, "%s/%s\n", kindName(k), o.GetName())
-		}
-		return nil
-	case "", "wide":
-	default:
-		return fmt.Errorf("unknown output format %q (use wide, yaml, json or name)", output)
+// getArgs reads `get`'s arguments: RESOURCE [NAME...] or TYPE/NAME...
+func getArgs(args []string) (*api.Kind, []string, error) {
+	if strings.Contains(args[0], "/") {
+		return resourceArgs(args)
 	}
-	if len(objs) == 0 {
-		if ns != "" {
-			fmt.Fprintf(w, "No resources found in %s namespace.\n", ns)
-		} else {
-			fmt.Fprintln(w, "No resources found")
-		}
-		return nil
+	k, err := api.ResourceFor(args[0])
+	if err != nil {
+		return nil, nil, err
 	}
-	printTable(w, k, objs, output == "wide", showNS, showLabels)
-	return nil
+	return k, args[1:], nil
 }
 
-// printTable prints objects by their kind's columns (api.Kind.Columns):
-// no per-kind code here.
-func printTable(w io.Writer, k *api.Kind, objs []api.Object, wide, showNS, showLabels bool) {
-	tw := tabwriter.NewWriter(w, 0, 8, 3, ' ', 0)
-	defer tw.Flush()
-	var hdr []string
-	if showNS {
-		hdr = append(hdr, "NAMESPACE")
-	}
-	for _, c := range k.Columns {
-		if !c.Wide || wide {
-			hdr = append(hdr, c.Name)
-		}
-	}
-	if showLabels {
-		hdr = append(hdr, "LABELS")
-	}
-	fmt.Fprintln(tw, strings.Join(hdr, "\t"))
-	for _, o := range objs {
-		var row []string
-		if showNS {
-			row = append(row, o.GetNamespace())
-		}
-		for _, c := range k.Columns {
-			if !c.Wide || wide {
-				row = append(row, c.Cell(o))
+// watchObjects prints a row (or document) per change of the matching
+// objects after rev, as `kubectl get -w`, until ctx ends. A watch that
+// fails (e.g. its revision was compacted) is resumed from a new list.
+func watchObjects(ctx context.Context, w io.Writer, s *store.Store, k *api.Kind, ns string, rev int64, match func(api.Object) bool, p *objPrinter) error {
+	for {
+		for ev := range s.Watch(ctx, k, ns, rev) {
+			if ev.Err != nil {
+				break
+			}
+			rev = ev.Revision
+			if ev.Object == nil || !match(ev.Object) {
+				continue
+			}
+			if err := p.print(w, []api.Object{ev.Object}, true, []string{string(ev.Type)}); err != nil {
+				return err
 			}
 		}
-		if showLabels {
-			row = append(row, api.SelectorString(o.GetLabels()))
+		if ctx.Err() != nil {
+			return nil
 		}
-		fmt.Fprintln(tw, strings.Join(row, "\t"))
+		list, r, err := s.List(ctx, k, ns)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		rev = r
+		var objs []api.Object
+		var evs []string
+		for _, o := range list {
+			if match(o) {
+				objs = append(objs, o)
+				evs = append(evs, string(store.Modified))
+			}
+		}
+		if err := p.printEach(w, objs, evs); err != nil {
+			return err
+		}
 	}
 }
 

@@ -305,7 +305,7 @@ func TestDescribeService(t *testing.T) {
 	}
 	svc := o.(*corev1.Service)
 	slice := &discoveryv1.EndpointSlice{
-		ObjectMeta: metav1.ObjectMeta{Name: "web-x1y2z", Namespace: "default", Labels: map[string]string{api.LabelServiceName: "web", api.LabelManagedBy: "test"}},
+		ObjectMeta:  metav1.ObjectMeta{Name: "web-x1y2z", Namespace: "default", Labels: map[string]string{api.LabelServiceName: "web", api.LabelManagedBy: "test"}},
 		AddressType: discoveryv1.AddressTypeIPv4,
 		Ports:       []discoveryv1.EndpointPort{{Port: ptr.To[int32](8080)}},
 		Endpoints: []discoveryv1.Endpoint{
