@@ -12,6 +12,7 @@ import (
 	"github.com/podnet/podnet/internal/api"
 	"github.com/podnet/podnet/internal/informer"
 	"github.com/podnet/podnet/internal/l2announce"
+	"github.com/podnet/podnet/internal/store"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 )
@@ -23,10 +24,13 @@ type L2AnnounceConfig struct {
 	NodeIP string
 	// Source is the store (or any list/watch source).
 	Source informer.Source
+	// Store, if set, is where the node's segment is published
+	// (annotation l2announce.AnnotationSegment on its Node).
+	Store  *store.Store
 	Logger *slog.Logger
-	// Listen opens the ARP connection; default: an AF_PACKET socket on
-	// the interface holding NodeIP.
-	Listen func() (l2announce.Conn, net.HardwareAddr, error)
+	// Listen opens the ARP connection and says the segment it is on;
+	// default: an AF_PACKET socket on the interface holding NodeIP.
+	Listen func() (l2announce.Conn, net.HardwareAddr, netip.Prefix, error)
 	// OnAssign, if set, is called after every election with the addresses
 	// this node announces (tests).
 	OnAssign func(mine []netip.Addr)
@@ -47,9 +51,11 @@ type L2Announce struct {
 	slices *informer.Informer[*discoveryv1.EndpointSlice]
 	kick   chan struct{}
 
-	mu   sync.Mutex
-	resp *l2announce.Responder // nil while the socket is not open
-	mine []netip.Addr          // the last election's result
+	mu         sync.Mutex
+	resp       *l2announce.Responder // nil while the socket is not open
+	mine       []netip.Addr          // the last election's result
+	segment    netip.Prefix          // where resp answers
+	publishing bool                  // a segment write is under way
 }
 
 // NewL2Announce returns the runner; add it to Config.Runners.
@@ -62,13 +68,13 @@ func NewL2Announce(cfg L2AnnounceConfig) (*L2Announce, error) {
 		if err != nil {
 			return nil, fmt.Errorf("l2 announce: node IP %q: %w", cfg.NodeIP, err)
 		}
-		cfg.Listen = func() (l2announce.Conn, net.HardwareAddr, error) {
-			ifc, err := l2announce.InterfaceOf(ip)
+		cfg.Listen = func() (l2announce.Conn, net.HardwareAddr, netip.Prefix, error) {
+			ifc, seg, err := l2announce.InterfaceOf(ip)
 			if err != nil {
-				return nil, nil, err
+				return nil, nil, seg, err
 			}
 			c, err := l2announce.ListenARP(ifc.Index)
-			return c, ifc.HardwareAddr, err
+			return c, ifc.HardwareAddr, seg, err
 		}
 	}
 	log := cfg.Logger.With("node", cfg.NodeName, "component", "l2announce")
@@ -116,7 +122,7 @@ func (a *L2Announce) Run(ctx context.Context) error {
 func (a *L2Announce) serve(ctx context.Context) {
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
-		conn, mac, err := a.cfg.Listen()
+		conn, mac, seg, err := a.cfg.Listen()
 		if err != nil {
 			a.log.Error("cannot listen for ARP; load-balancer addresses are not announced from this node", "err", err, "retry", backoff)
 			sleep(ctx, backoff)
@@ -125,10 +131,11 @@ func (a *L2Announce) serve(ctx context.Context) {
 		}
 		r := l2announce.NewResponder(conn, mac, a.log)
 		a.mu.Lock()
-		a.resp = r
+		a.resp, a.segment = r, seg
 		r.Set(a.mine)
 		a.mu.Unlock()
-		a.log.Info("answering ARP for load-balancer addresses", "mac", mac.String())
+		poke(a.kick) // publish the segment if it is not yet
+		a.log.Info("answering ARP for load-balancer addresses", "mac", mac.String(), "segment", seg)
 		err = r.Run(ctx)
 		a.mu.Lock()
 		a.resp = nil
@@ -153,6 +160,7 @@ func (a *L2Announce) electLoop(ctx context.Context) {
 		if !a.nodes.HasSynced() || !a.svcs.HasSynced() || !a.slices.HasSynced() {
 			continue
 		}
+		a.publishSegment(ctx)
 		assigned := l2announce.Assign(a.svcs.List(), a.nodes.List(), a.slices.List())
 		var mine []netip.Addr
 		for ip, n := range assigned {
@@ -177,6 +185,46 @@ func (a *L2Announce) electLoop(ctx context.Context) {
 			a.cfg.OnAssign(mine)
 		}
 	}
+}
+
+// publishSegment writes this node's segment on its Node when the cache
+// shows it missing or different, in the background; the write's echo
+// through the informer ends it.
+func (a *L2Announce) publishSegment(ctx context.Context) {
+	if a.cfg.Store == nil {
+		return
+	}
+	a.mu.Lock()
+	seg, busy := a.segment, a.publishing
+	a.mu.Unlock()
+	n, ok := a.nodes.Get("", a.cfg.NodeName)
+	if busy || !seg.IsValid() || !ok || n.Annotations[l2announce.AnnotationSegment] == seg.String() {
+		return
+	}
+	a.mu.Lock()
+	a.publishing = true
+	a.mu.Unlock()
+	go func() {
+		defer func() { a.mu.Lock(); a.publishing = false; a.mu.Unlock() }()
+		for backoff := 500 * time.Millisecond; ctx.Err() == nil; backoff = min(backoff*2, 10*time.Second) {
+			wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			_, err := a.cfg.Store.Mutate(wctx, nodeKind, "", a.cfg.NodeName, func(o api.Object) error {
+				n := o.(*corev1.Node)
+				if n.Annotations == nil {
+					n.Annotations = map[string]string{}
+				}
+				n.Annotations[l2announce.AnnotationSegment] = seg.String()
+				return nil
+			})
+			cancel()
+			if err == nil {
+				a.log.Info("segment published", "segment", seg)
+				return
+			}
+			a.log.Warn("cannot publish the node's segment; retrying", "err", err, "retry", backoff)
+			sleep(ctx, backoff)
+		}
+	}()
 }
 
 func orNobody(s string) string {

@@ -111,8 +111,8 @@ func TestL2AnnounceFailover(t *testing.T) {
 	runners := map[string]*L2Announce{}
 	for i, n := range names {
 		r, err := NewL2Announce(L2AnnounceConfig{NodeName: n, Source: src, Logger: testutil.Logger(t),
-			Listen: func() (l2announce.Conn, net.HardwareAddr, error) {
-				return &idleConn{closed: make(chan struct{})}, net.HardwareAddr{2, 0, 0, 0, 0, byte(i + 1)}, nil
+			Listen: func() (l2announce.Conn, net.HardwareAddr, netip.Prefix, error) {
+				return &idleConn{closed: make(chan struct{})}, net.HardwareAddr{2, 0, 0, 0, 0, byte(i + 1)}, netip.MustParsePrefix("192.168.250.0/24"), nil
 			}})
 		if err != nil {
 			t.Fatal(err)

@@ -148,7 +148,7 @@ func newAgentFromFlags(ctx context.Context, g *globals, f *agentFlags, s *store.
 	}
 	// Load-balancer addresses this node is elected for, answered by ARP
 	// on the interface holding the node IP.
-	l2, err := agent.NewL2Announce(agent.L2AnnounceConfig{NodeName: f.nodeName, NodeIP: f.nodeIP, Source: s, Logger: log})
+	l2, err := agent.NewL2Announce(agent.L2AnnounceConfig{NodeName: f.nodeName, NodeIP: f.nodeIP, Source: s, Store: s, Logger: log})
 	if err != nil {
 		return nil, err
 	}

@@ -5,10 +5,11 @@
 // failover.
 //
 // Who announces is a pure function of what every agent sees in the store
-// (Assign): the candidates are the Ready nodes (for externalTrafficPolicy
-// Local only those with a ready endpoint of the Service; for Cluster those
-// with a ready endpoint if there are any, else all Ready nodes), and the
-// one with the lowest hash(node, address) wins. Every agent computes the
+// (Assign): the candidates are the Ready nodes on the address's segment
+// (AnnotationSegment; for externalTrafficPolicy Local only those with a
+// ready endpoint of the Service; for Cluster those with a ready endpoint if
+// there are any, else all), and the one with the lowest hash(node, address)
+// wins. Every agent computes the
 // same answer, so no coordination is needed beyond the node lifecycle:
 // when a node's lease expires the controller marks it NotReady/Unknown and
 // the others re-elect.
@@ -33,6 +34,24 @@ import (
 // LabelExcludeFromLB keeps a node out of every election, as Kubernetes'
 // service controller and MetalLB do.
 const LabelExcludeFromLB = "node.kubernetes.io/exclude-from-external-load-balancers"
+
+// AnnotationSegment is the subnet of the node's underlay interface (the one
+// holding its node IP), written by its agent: a node is a candidate only for
+// addresses inside it, since its ARP answers reach only that segment (with
+// `cluster create --two-subnets`, nodes behind the router never announce
+// for outside's segment). A node without it is a candidate for every
+// address.
+const AnnotationSegment = "podnet.io/l2-segment"
+
+// onSegment: node n's answers reach ip's segment, as far as it is known.
+func onSegment(n *corev1.Node, ip netip.Addr) bool {
+	v, ok := n.Annotations[AnnotationSegment]
+	if !ok {
+		return true
+	}
+	p, err := netip.ParsePrefix(v)
+	return err == nil && p.Contains(ip)
+}
 
 // Score is the election rank of node for ip: the lowest wins. It is the
 // first 8 bytes of SHA-256 over the node name and the address (a plain
@@ -68,6 +87,7 @@ func Elect(ip netip.Addr, candidates []string) string {
 // resolved by the lower namespace/name.
 func Assign(svcs []*corev1.Service, nodes []*corev1.Node, slices []*discoveryv1.EndpointSlice) map[netip.Addr]string {
 	var ready []string
+	byName := map[string]*corev1.Node{}
 	for _, n := range nodes {
 		if n.DeletionTimestamp != nil || api.NodeReady(n) != corev1.ConditionTrue {
 			continue
@@ -76,8 +96,19 @@ func Assign(svcs []*corev1.Service, nodes []*corev1.Node, slices []*discoveryv1.
 			continue
 		}
 		ready = append(ready, n.Name)
+		byName[n.Name] = n
 	}
 	sort.Strings(ready)
+	// reach keeps the nodes whose segment holds ip.
+	reach := func(names []string, ip netip.Addr) []string {
+		var out []string
+		for _, n := range names {
+			if onSegment(byName[n], ip) {
+				out = append(out, n)
+			}
+		}
+		return out
+	}
 	// The nodes with a ready endpoint, per Service.
 	epNodes := map[string]map[string]bool{}
 	for _, sl := range slices {
@@ -109,12 +140,6 @@ func Assign(svcs []*corev1.Service, nodes []*corev1.Node, slices []*discoveryv1.
 				withEP = append(withEP, n)
 			}
 		}
-		cands := withEP
-		if len(cands) == 0 && svc.Spec.ExternalTrafficPolicy != corev1.ServiceExternalTrafficPolicyLocal {
-			// Any node forwards (or rejects at once when there is no
-			// endpoint at all, rather than leaving clients to time out).
-			cands = ready
-		}
 		for _, in := range svc.Status.LoadBalancer.Ingress {
 			ip, err := netip.ParseAddr(in.IP)
 			if err != nil || !ip.Is4() {
@@ -124,6 +149,12 @@ func Assign(svcs []*corev1.Service, nodes []*corev1.Node, slices []*discoveryv1.
 				continue
 			}
 			owner[ip] = key
+			cands := reach(withEP, ip)
+			if len(cands) == 0 && svc.Spec.ExternalTrafficPolicy != corev1.ServiceExternalTrafficPolicyLocal {
+				// Any node forwards (or rejects at once when there is no
+				// endpoint at all, rather than leaving clients to time out).
+				cands = reach(ready, ip)
+			}
 			if n := Elect(ip, cands); n != "" {
 				out[ip] = n
 			} else {

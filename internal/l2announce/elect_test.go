@@ -211,3 +211,36 @@ func TestElectTie(t *testing.T) {
 		t.Fatalf("Elect = %q", got)
 	}
 }
+
+// Nodes on another segment never announce, whatever their rank; a node
+// whose segment is unknown may.
+func TestAssignSegments(t *testing.T) {
+	all := rank(t, "n1", "n2", "n3")
+	seg := func(n *corev1.Node, p string) *corev1.Node {
+		n.Annotations = map[string]string{AnnotationSegment: p}
+		return n
+	}
+	svc := []*corev1.Service{lbSvc("web", lb1.String(), false)}
+	nodes := []*corev1.Node{
+		seg(node(all[0], corev1.ConditionTrue), "192.168.251.0/24"),
+		seg(node(all[1], corev1.ConditionTrue), "192.168.250.0/24"),
+		node(all[2], corev1.ConditionTrue),
+	}
+	if got := Assign(svc, nodes, nil)[lb1]; got != all[1] {
+		t.Fatalf("announcer %q, want %s (first on 192.168.250.0/24)", got, all[1])
+	}
+	// With the endpoints only on the other segment, a Cluster Service is
+	// still announced on its own; a Local one is not.
+	sl := []*discoveryv1.EndpointSlice{slice("web", all[0])}
+	if got := Assign(svc, nodes, sl)[lb1]; got != all[1] {
+		t.Fatalf("Cluster policy, endpoint off-segment: announcer %q, want %s", got, all[1])
+	}
+	local := []*corev1.Service{lbSvc("web", lb1.String(), true)}
+	if got, ok := Assign(local, nodes, sl)[lb1]; ok {
+		t.Fatalf("Local policy, endpoint off-segment: announced by %q", got)
+	}
+	nodes[1] = seg(node(all[1], corev1.ConditionTrue), "garbage")
+	if got := Assign(svc, nodes, nil)[lb1]; got != all[2] {
+		t.Fatalf("with a bad segment annotation: announcer %q, want %s (segment unknown)", got, all[2])
+	}
+}

@@ -70,12 +70,12 @@ func newNode(t *testing.T, outside, name string, last int) *tnode {
 	}()
 	var conn l2announce.Conn
 	if err := netns.Do(n.path, func() error {
-		ifc, err := l2announce.InterfaceOf(netip.MustParseAddr(fmt.Sprintf("192.168.78.%d", last)))
+		ifc, seg, err := l2announce.InterfaceOf(netip.MustParseAddr(fmt.Sprintf("192.168.78.%d", last)))
 		if err != nil {
 			return err
 		}
-		if ifc.Name != "eth0" {
-			return fmt.Errorf("InterfaceOf found %s, want eth0", ifc.Name)
+		if ifc.Name != "eth0" || seg.String() != "192.168.78.0/24" {
+			return fmt.Errorf("InterfaceOf found %s on %s, want eth0 on 192.168.78.0/24", ifc.Name, seg)
 		}
 		n.mac = ifc.HardwareAddr
 		conn, err = l2announce.ListenARP(ifc.Index)

@@ -235,11 +235,12 @@ func (c *packetConn) Close() error {
 }
 
 // InterfaceOf returns the interface that holds address ip, in the
-// caller's network namespace.
-func InterfaceOf(ip netip.Addr) (*net.Interface, error) {
+// caller's network namespace, and the subnet of that address there (its
+// L2 segment, for AnnotationSegment).
+func InterfaceOf(ip netip.Addr) (*net.Interface, netip.Prefix, error) {
 	ifs, err := net.Interfaces()
 	if err != nil {
-		return nil, err
+		return nil, netip.Prefix{}, err
 	}
 	for i := range ifs {
 		addrs, err := ifs[i].Addrs()
@@ -249,10 +250,11 @@ func InterfaceOf(ip netip.Addr) (*net.Interface, error) {
 		for _, a := range addrs {
 			if n, ok := a.(*net.IPNet); ok {
 				if x, ok := netip.AddrFromSlice(n.IP); ok && x.Unmap() == ip {
-					return &ifs[i], nil
+					bits, _ := n.Mask.Size()
+					return &ifs[i], netip.PrefixFrom(ip, bits).Masked(), nil
 				}
 			}
 		}
 	}
-	return nil, fmt.Errorf("no interface holds %s", ip)
+	return nil, netip.Prefix{}, fmt.Errorf("no interface holds %s", ip)
 }

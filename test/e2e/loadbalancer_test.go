@@ -243,3 +243,45 @@ func arpWho(t *testing.T, h *cluster.Host, ip netip.Addr) []string {
 	}
 	return macs
 }
+
+// TestClusterLoadBalancerTwoSubnets: with nodes on two subnets, only nodes
+// on the pool's segment (outside's) announce: every one of 6 addresses is
+// reached from outside and answered by exactly one node of that segment,
+// and the node behind the router publishes its own segment.
+func TestClusterLoadBalancerTwoSubnets(t *testing.T) {
+	c, _, _ := newLocalCluster(t, clusterOpts{nodes: 3, backend: "vxlan", twoSubnets: true})
+	echo := filepath.Join(c.bin, "podnet")
+	for i := 1; i <= 3; i++ {
+		c.run(fmt.Sprintf("web%d", i), i, []string{"-l", "app=web"}, echo, "echo-server", "--listen", ":8080")
+	}
+	var m strings.Builder
+	for i := range 6 {
+		fmt.Fprintf(&m, "apiVersion: v1\nkind: Service\nmetadata: {name: web%d}\nspec:\n  type: LoadBalancer\n  selector: {app: web}\n  ports: [{port: 80, targetPort: 8080}]\n---\n", i)
+	}
+	c.apply(m.String())
+	onA := map[string]string{} // MAC -> node, for the nodes on outside's segment
+	for i := 1; i <= 3; i++ {
+		n := c.node(i)
+		if n.IP().As4()[2] == 250 {
+			onA[c.uplinkMAC(n.Name)] = n.Name
+		}
+	}
+	if len(onA) != 2 {
+		t.Fatalf("nodes on outside's segment: %v, want n1 and n3", onA)
+	}
+	eventually(t, c.node(2).Name+" publishes its segment", 10*time.Second, func() (bool, string) {
+		a := c.nodeObject(c.node(2).Name).Annotations[l2announce.AnnotationSegment]
+		return a == "192.168.251.0/24", a
+	})
+	outside := c.rec.Topology.Host(cluster.RoleOutside)
+	for i := range 6 {
+		ip := c.lbIP(fmt.Sprintf("web%d", i))
+		eventually(t, "outside reaches "+ip.String(), 15*time.Second, func() (bool, string) {
+			out, err := c.hostExec("outside", "curl", "-s", "-m", "2", "http://"+ip.String()+"/")
+			return err == nil && strings.Contains(out, "hello from web"), out
+		})
+		if who := arpWho(t, outside, ip); len(who) != 1 || onA[who[0]] == "" {
+			t.Fatalf("ARP for %s answered by %v, want one of %v", ip, who, onA)
+		}
+	}
+}
