@@ -72,13 +72,16 @@ func (g *globals) writeNewWith(cmd *cobra.Command, s *store.Store, o api.Object,
 func newCreateDeployment(g *globals) *cobra.Command {
 	var replicas int32
 	var port int32
-	var output, dryRunFlag string
+	var output, dryRunFlag, image string
 	cmd := &cobra.Command{
 		Use:     "deployment NAME [--replicas N] [--port P] -- CMD [ARGS...]",
 		Aliases: []string{"deploy"},
 		Short:   "Create a deployment whose pods run CMD (labels app=NAME)",
 		Args:    cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if image != "" {
+				return fmt.Errorf("--image %q: podnet pods run commands on the node, not images: give the command after --, e.g. podnet create deployment %s -- podnet echo-server --listen :8080", image, args[0])
+			}
 			if cmd.ArgsLenAtDash() != 1 || len(args) < 2 {
 				return fmt.Errorf("usage: podnet create deployment NAME [--replicas N] [--port P] -- CMD [ARGS...]")
 			}
@@ -98,6 +101,8 @@ func newCreateDeployment(g *globals) *cobra.Command {
 	f := cmd.Flags()
 	f.Int32Var(&replicas, "replicas", 1, "number of replicas")
 	f.Int32Var(&port, "port", 0, "the containerPort the pods declare")
+	f.StringVar(&image, "image", "", "not supported: podnet runs the command given after --")
+	f.MarkHidden("image")
 	f.StringVarP(&output, "output", "o", "", "print the object: yaml, json or name")
 	addDryRunFlag(cmd, &dryRunFlag)
 	return cmd

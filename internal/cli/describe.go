@@ -17,13 +17,16 @@ import (
 
 func newDescribe(g *globals) *cobra.Command {
 	return &cobra.Command{
-		Use:   "describe RESOURCE NAME",
+		Use:   "describe (RESOURCE NAME | TYPE/NAME)",
 		Short: "Show one object in detail",
-		Args:  cobra.ExactArgs(2),
+		Args:  cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			k, err := api.ResourceFor(args[0])
+			k, names, err := resourceArgs(args)
 			if err != nil {
 				return err
+			}
+			if len(names) != 1 {
+				return fmt.Errorf("describe takes one object, got %d", len(names))
 			}
 			ctx := cmd.Context()
 			s, done, err := g.store(ctx)
@@ -31,7 +34,7 @@ func newDescribe(g *globals) *cobra.Command {
 				return err
 			}
 			defer done()
-			o, err := s.Get(ctx, k, g.namespace, args[1])
+			o, err := s.Get(ctx, k, g.namespace, names[0])
 			if err != nil {
 				return friendly(err)
 			}

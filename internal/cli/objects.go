@@ -286,7 +286,7 @@ func newDelete(g *globals) *cobra.Command {
 	var force, wait bool
 	var timeout time.Duration
 	cmd := &cobra.Command{
-		Use:   "delete (RESOURCE NAME... | -f FILE)",
+		Use:   "delete (RESOURCE NAME... | TYPE/NAME... | -f FILE)",
 		Short: "Delete objects by name or from manifests",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			type target struct {
@@ -305,12 +305,12 @@ func newDelete(g *globals) *cobra.Command {
 				for _, d := range docs {
 					targets = append(targets, target{d.Kind, d.Object.GetNamespace(), d.Object.GetName()})
 				}
-			case len(args) >= 2:
-				k, err := api.ResourceFor(args[0])
+			case len(args) >= 2 || len(args) == 1 && strings.Contains(args[0], "/"):
+				k, names, err := resourceArgs(args)
 				if err != nil {
 					return err
 				}
-				for _, n := range args[1:] {
+				for _, n := range names {
 					targets = append(targets, target{k, g.namespace, n})
 				}
 			default:

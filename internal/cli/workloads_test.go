@@ -244,3 +244,86 @@ func FuzzParseTCPSpec(f *testing.F) {
 		}
 	})
 }
+
+const allKinds = `apiVersion: v1
+kind: Namespace
+metadata: {name: team}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: team}
+spec:
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: http}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: web-manual
+  namespace: team
+  labels: {kubernetes.io/service-name: web}
+addressType: IPv4
+ports: [{name: http, port: 8080}]
+endpoints: [{addresses: [10.244.9.9], conditions: {ready: true}}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: team}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: web, command: [podnet, echo-server], ports: [{name: http, containerPort: 8080}]}]
+---
+apiVersion: apps/v1
+kind: ReplicaSet
+metadata: {name: other, namespace: team}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: other}}
+  template:
+    metadata: {labels: {app: other}}
+    spec:
+      containers: [{name: c, command: [sleep, infinity]}]
+`
+
+// TestApplyAllKinds: one multi-document apply takes every kind, says
+// created, unchanged or configured per object in kubectl's words, and a
+// bad document anywhere stores nothing.
+func TestApplyAllKinds(t *testing.T) {
+	_, cfg := testutil.Store(t)
+	ep := cfg.ClientURL
+	bad := strings.Replace(allKinds, "addressType: IPv4", "addressType: IPv4\nendpoint: []", 1)
+	out, err := podnet(t, ep, bad, "apply", "-f", "-")
+	if err == nil || !strings.Contains(err.Error(), `unknown field "endpoint"`) {
+		t.Fatalf("bad apply: %v\n%s", err, out)
+	}
+	fails(t, ep, `namespaces "team" not found`, "get", "ns", "team")
+	bad = strings.Replace(allKinds, "replicas: 2", "replicas: -2", 1)
+	if out, err = podnet(t, ep, bad, "apply", "-f", "-"); err == nil || !strings.Contains(err.Error(), "spec.replicas: Invalid value: -2") {
+		t.Fatalf("bad replicas: %v\n%s", err, out)
+	}
+	fails(t, ep, `namespaces "team" not found`, "get", "ns", "team")
+
+	out, err = podnet(t, ep, allKinds, "apply", "-f", "-")
+	want := "namespace/team created\nservice/web created\nendpointslice.discovery.k8s.io/web-manual created\ndeployment.apps/web created\nreplicaset.apps/other created\n"
+	if err != nil || out != want {
+		t.Fatalf("apply: %v\n%s\nwant:\n%s", err, out, want)
+	}
+	out, err = podnet(t, ep, allKinds, "apply", "-f", "-")
+	if err != nil || strings.Count(out, " unchanged\n") != 5 {
+		t.Fatalf("re-apply: %v\n%s", err, out)
+	}
+	out, err = podnet(t, ep, strings.Replace(allKinds, "replicas: 2", "replicas: 3", 1), "apply", "-f", "-")
+	if err != nil || !strings.Contains(out, "deployment.apps/web configured\n") || strings.Count(out, " unchanged\n") != 4 {
+		t.Fatalf("apply a change: %v\n%s", err, out)
+	}
+	must(t, ep, "web-manual   IPv4          8080    10.244.9.9", "get", "endpointslices", "-n", "team")
+	must(t, ep, "Endpoints:                10.244.9.9:8080\n", "describe", "svc/web", "-n", "team")
+	must(t, ep, "3 desired", "describe", "deploy/web", "-n", "team")
+	must(t, ep, `deployment.apps "web" deleted`, "delete", "deployment/web", "-n", "team")
+	must(t, ep, `replicaset.apps "other" deleted`, "delete", "rs", "other", "-n", "team")
+	fails(t, ep, "podnet pods run commands on the node, not images", "create", "deployment", "x", "--image", "nginx")
+}
