@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -49,8 +50,15 @@ func newNode(t *testing.T, outside, name string, last int) *tnode {
 	run(t, "-n", n.ns, "addr", "add", fmt.Sprintf("192.168.78.%d/24", last), "dev", "eth0")
 	run(t, "-n", n.ns, "link", "set", "eth0", "up")
 	run(t, "-n", n.ns, "addr", "add", lbAddr+"/32", "dev", "lo")
-	for _, k := range []string{"all", "eth0"} {
-		testutil.Run(t, "ip", "netns", "exec", n.ns, "sysctl", "-q", "-w", "net.ipv4.conf."+k+".arp_ignore=1")
+	if err := netns.Do(n.path, func() error {
+		for _, k := range []string{"all", "eth0"} {
+			if err := os.WriteFile("/proc/sys/net/ipv4/conf/"+k+"/arp_ignore", []byte("1"), 0o644); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
 	}
 	// A TCP server on the load-balancer address that names its node.
 	var ln net.Listener
