@@ -13,7 +13,6 @@ import (
 	"github.com/podnet/podnet/internal/api"
 	"github.com/podnet/podnet/internal/informer"
 	"github.com/podnet/podnet/internal/link"
-	"github.com/podnet/podnet/internal/nft"
 	"github.com/podnet/podnet/internal/proxy"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -23,11 +22,15 @@ import (
 // ServicesConfig configures the service proxy runner.
 type ServicesConfig struct {
 	NodeName string
+	// NodeIP is the node's address: the source of the node's own traffic
+	// to ClusterIPs (the proxy routes the service CIDR to lo with it).
+	NodeIP string
 	// Source is the store (or any list/watch source).
 	Source informer.Source
 	// Cluster gives the cluster and service CIDRs.
 	Cluster api.ClusterConfig
-	// NFT defaults to knftables on `inet podnet` in this namespace.
+	// NFT, if set, replaces the real table of this namespace (which the
+	// proxy reads over netlink and writes with batched `nft -f`).
 	NFT knftables.Interface
 	// Conntrack defaults to netlink in this namespace.
 	Conntrack proxy.Conntrack
@@ -83,10 +86,10 @@ func NewServices(cfg ServicesConfig) (*Services, error) {
 	if err != nil {
 		return nil, fmt.Errorf("services: service CIDR %q: %w", c.ServiceCIDR, err)
 	}
-	if cfg.NFT == nil {
-		cfg.NFT, err = knftables.New(knftables.InetFamily, nft.TableName)
-		if err != nil {
-			return nil, fmt.Errorf("services: %w", err)
+	var nodeIP netip.Addr
+	if cfg.NodeIP != "" {
+		if nodeIP, err = netip.ParseAddr(cfg.NodeIP); err != nil {
+			return nil, fmt.Errorf("services: node IP %q: %w", cfg.NodeIP, err)
 		}
 	}
 	if cfg.Conntrack == nil {
@@ -94,7 +97,7 @@ func NewServices(cfg ServicesConfig) (*Services, error) {
 	}
 	log := cfg.Logger.With("node", cfg.NodeName, "component", "services")
 	s := &Services{cfg: cfg, log: log, kick: make(chan struct{}, 1)}
-	s.proxier = proxy.New(proxy.Config{NodeName: cfg.NodeName, ClusterCIDR: clusterCIDR, ServiceCIDR: serviceCIDR,
+	s.proxier = proxy.New(proxy.Config{NodeName: cfg.NodeName, NodeIP: nodeIP, ClusterCIDR: clusterCIDR, ServiceCIDR: serviceCIDR,
 		NFT: cfg.NFT, Conntrack: cfg.Conntrack, Logger: log})
 	svcKind, _ := api.KindOf(&corev1.Service{})
 	sliceKind, _ := api.KindOf(&discoveryv1.EndpointSlice{})

@@ -142,7 +142,7 @@ func newAgentFromFlags(ctx context.Context, g *globals, f *agentFlags, s *store.
 		log.Info("pods' nftables elements restored from the CNI records", "attachments", n)
 	}
 	// The service proxy: its first sync diffs against the kernel.
-	svcs, err := agent.NewServices(agent.ServicesConfig{NodeName: f.nodeName, Source: s, Cluster: reg.Cluster, Logger: log})
+	svcs, err := agent.NewServices(agent.ServicesConfig{NodeName: f.nodeName, NodeIP: f.nodeIP, Source: s, Cluster: reg.Cluster, Logger: log})
 	if err != nil {
 		return nil, err
 	}

@@ -75,7 +75,6 @@ type node struct {
 	bridge   string
 	cni      *libcni.CNIConfig
 	conf     *libcni.NetworkConfigList
-	nft      *nsNFT
 	ct       proxy.Conntrack
 	proxier  *proxy.Proxier
 }
@@ -128,7 +127,8 @@ func (c *cluster) addNode(i int) *node {
 	testutil.Run(t, "ip", "-n", n.ns, "addr", "add", n.ip+"/24", "dev", up)
 	testutil.Run(t, "ip", "-n", n.ns, "link", "set", up, "up")
 	testutil.Run(t, "ip", "-n", c.outside, "link", "set", peer, "master", c.underlay, "up")
-	testutil.Run(t, "ip", "-n", n.ns, "route", "add", "default", "via", outsideIP)
+	// No default route: a local cluster's nodes have none, and the
+	// node's own traffic to a ClusterIP must not need one.
 	// The node namespace's own sysctls (per namespace; the host's are
 	// untouched): forwarding, and bridged replies through conntrack.
 	testutil.Run(t, "ip", "netns", "exec", n.ns, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
@@ -155,7 +155,6 @@ func (c *cluster) addNode(i int) *node {
 	}); err != nil {
 		t.Fatalf("node %s: nft ensure: %v", n.name, err)
 	}
-	n.nft = newNSNFT(t, n.path)
 	h, err := vnetns.GetFromPath(n.path)
 	if err != nil {
 		t.Fatal(err)
@@ -173,8 +172,8 @@ func (c *cluster) addNode(i int) *node {
 
 // newProxier is what the agent builds (internal/agent/services.go).
 func (n *node) newProxier() *proxy.Proxier {
-	return proxy.New(proxy.Config{NodeName: n.name, ClusterCIDR: n.c.clusterCIDR, ServiceCIDR: n.c.serviceCIDR,
-		NFT: n.nft, Conntrack: n.ct, Logger: testutil.Logger(n.c.t).With("node", n.name)})
+	return proxy.New(proxy.Config{NodeName: n.name, NodeIP: netip.MustParseAddr(n.ip), ClusterCIDR: n.c.clusterCIDR, ServiceCIDR: n.c.serviceCIDR,
+		NetNS: n.path, Conntrack: n.ct, Logger: testutil.Logger(n.c.t).With("node", n.name)})
 }
 
 // restartProxier drops the node's Proxier without any cleanup (as a kill

@@ -15,6 +15,9 @@ import (
 type endpoint struct {
 	addr netip.Addr
 	port uint16
+	// here: on this node, or on no node the slice names (a hand-written
+	// slice): the endpoints a local client can be (hairpin).
+	here bool
 }
 
 func (e endpoint) String() string { return fmt.Sprintf("%s:%d", e.addr, e.port) }
@@ -29,6 +32,13 @@ type elem struct {
 }
 
 func (e elem) id() string { return e.set + "|" + e.key }
+
+func (e elem) less(o elem) bool {
+	if e.set != o.set {
+		return e.set < o.set
+	}
+	return e.key < o.key
+}
 
 // affSet is one sessionAffinity set (one per endpoint of an affinity
 // group).
@@ -49,7 +59,8 @@ type svcState struct {
 	sets   map[string]affSet
 	elems  map[string]elem // by elem.id()
 	groups map[string]bool // endpoint group names (their ids are in Proxier.ids)
-	// hairpin is every endpoint address (refcounted globally).
+	// hairpin is every endpoint address that may be a pod of this node
+	// (refcounted globally): only a local pod can reach itself.
 	hairpin map[netip.Addr]bool
 	// udp maps each UDP frontend to its endpoint addresses; a nil value
 	// means the frontend rejects (no endpoints).
@@ -119,7 +130,11 @@ func pickEndpoints(sp corev1.ServicePort, slices []*discoveryv1.EndpointSlice, n
 		local       bool
 	}
 	var cands []cand
-	seen := map[endpoint]bool{}
+	type addrPort struct {
+		a netip.Addr
+		p uint16
+	}
+	seen := map[addrPort]bool{}
 	for _, sl := range slices {
 		if sl.AddressType != discoveryv1.AddressTypeIPv4 {
 			continue
@@ -150,11 +165,11 @@ func pickEndpoints(sp corev1.ServicePort, slices []*discoveryv1.EndpointSlice, n
 			if err != nil || !a.Is4() {
 				continue
 			}
-			ep := endpoint{a, uint16(port)}
-			if seen[ep] {
+			ep := endpoint{addr: a, port: uint16(port), here: e.NodeName == nil || *e.NodeName == "" || *e.NodeName == node}
+			if seen[addrPort{a, ep.port}] {
 				continue
 			}
-			seen[ep] = true
+			seen[addrPort{a, ep.port}] = true
 			ready := e.Conditions.Ready == nil || *e.Conditions.Ready
 			serving := ready
 			if e.Conditions.Serving != nil {
@@ -267,7 +282,9 @@ func (b *builder) build(svc *corev1.Service, slices []*discoveryv1.EndpointSlice
 			continue
 		}
 		for _, e := range cl {
-			st.hairpin[e.addr] = true
+			if e.here {
+				st.hairpin[e.addr] = true
+			}
 		}
 		// The ClusterIP entry chain.
 		internal, internalGroup := cl, portID+"/cluster"

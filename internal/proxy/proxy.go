@@ -31,13 +31,24 @@ const LabelServiceName = discoveryv1.LabelServiceName
 // Config configures a Proxier.
 type Config struct {
 	NodeName string
+	// NodeIP is the node's address. With the real kernel (NFT nil) the
+	// first sync routes the service CIDR to lo with NodeIP as source, so
+	// the node's own traffic reaches ClusterIPs (and is rejected for
+	// unallocated ones) on a node without a default route; DNAT then
+	// re-routes it to the endpoint. Invalid: no route.
+	NodeIP netip.Addr
 	// ClusterCIDR: sources outside it reaching a ClusterIP are
 	// masqueraded. Invalid: never.
 	ClusterCIDR netip.Prefix
 	// ServiceCIDR: traffic still addressed to it after dstnat is rejected.
 	ServiceCIDR netip.Prefix
-	// NFT is the table `inet podnet` (knftables.New or a Fake).
+	// NFT is the table `inet podnet` through knftables (a Fake in unit
+	// tests). Nil: the real kernel, read over netlink and written with one
+	// batched `nft -f` per sync (see kernel.go), in NetNS.
 	NFT knftables.Interface
+	// NetNS is the path of the network namespace whose table a nil NFT
+	// programs; "" is the caller's own.
+	NetNS string
 	// Conntrack deletes stale UDP flows; nil: none.
 	Conntrack Conntrack
 	Logger    *slog.Logger
@@ -59,6 +70,7 @@ type Proxier struct {
 	cfg    Config
 	log    *slog.Logger
 	layout string
+	be     backend
 
 	mu       sync.Mutex
 	services map[string]*corev1.Service                       // ns/name
@@ -66,6 +78,7 @@ type Proxier struct {
 	dirty    map[string]bool
 
 	syncMu   sync.Mutex
+	routed   bool
 	restored bool
 	applied  map[string]*svcState
 	ids      map[string]uint32 // group → id
@@ -81,7 +94,12 @@ func New(cfg Config) *Proxier {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	var be backend
+	if cfg.NFT != nil {
+		be = knftBackend{cfg.NFT}
+	}
 	return &Proxier{
+		be:       be,
 		cfg:      cfg,
 		log:      cfg.Logger,
 		layout:   layoutName(cfg.ClusterCIDR, cfg.ServiceCIDR),
@@ -151,9 +169,23 @@ func (p *Proxier) Sync(ctx context.Context) (Stats, error) {
 	p.syncMu.Lock()
 	defer p.syncMu.Unlock()
 	start := time.Now()
-	tx := p.cfg.NFT.NewTransaction()
+	if p.be == nil {
+		k, err := newKernelBackend(p.cfg.NetNS)
+		if err != nil {
+			return Stats{}, err
+		}
+		p.be = k
+	}
+	if k, ok := p.be.(*kernelBackend); ok && !p.routed && p.cfg.NodeIP.IsValid() && p.cfg.ServiceCIDR.IsValid() {
+		if err := k.ensureRoute(p.cfg.ServiceCIDR.Masked(), p.cfg.NodeIP); err != nil {
+			return Stats{}, err
+		}
+		p.routed = true
+	}
+	var static *knftables.Transaction
 	if !p.restored {
-		if err := p.restore(ctx, tx); err != nil {
+		static = p.newTx()
+		if err := p.restore(ctx, static); err != nil {
 			return Stats{}, err
 		}
 	}
@@ -243,9 +275,8 @@ func (p *Proxier) Sync(ctx context.Context) (Stats, error) {
 	for _, a := range hairDel {
 		d.elemDel = append(d.elemDel, elem{set: SetHairpin, key: a.String() + " . " + a.String()})
 	}
-	d.apply(tx)
-	if tx.NumOperations() > 0 {
-		if err := p.cfg.NFT.Run(ctx, tx); err != nil {
+	if !d.empty() || static != nil {
+		if err := p.be.run(ctx, static, d); err != nil {
 			// Undo the bookkeeping: the next Sync re-reads the kernel.
 			p.restored = false
 			p.mu.Lock()
@@ -337,6 +368,26 @@ type delta struct {
 	elemAdd, elemDel []elem
 }
 
+// newTx returns a transaction for the static declaration (rendered as
+// text by the kernel backend).
+func (p *Proxier) newTx() *knftables.Transaction {
+	if p.cfg.NFT != nil {
+		return p.cfg.NFT.NewTransaction()
+	}
+	return knftables.NewFake(knftables.InetFamily, nft.TableName).NewTransaction()
+}
+
+func (d *delta) empty() bool {
+	return len(d.setAdd) == 0 && len(d.setDel) == 0 && len(d.chainAdd) == 0 && len(d.chainDel) == 0 &&
+		len(d.elemAdd) == 0 && len(d.elemDel) == 0
+}
+
+// sortElems orders element operations by set, then key.
+func (d *delta) sortElems() {
+	sort.Slice(d.elemDel, func(i, j int) bool { return d.elemDel[i].less(d.elemDel[j]) })
+	sort.Slice(d.elemAdd, func(i, j int) bool { return d.elemAdd[i].less(d.elemAdd[j]) })
+}
+
 func newDelta() *delta {
 	return &delta{setAdd: map[string]affSet{}, setDel: map[string]affSet{}, chainAdd: map[string][]string{}, chainDel: map[string]bool{}}
 }
@@ -411,14 +462,14 @@ func (d *delta) apply(tx *knftables.Transaction) {
 	for _, n := range sortedKeys(d.chainAdd) {
 		tx.Add(&knftables.Chain{Name: n})
 	}
+	// A chain to add is absent from the kernel (restore read the names),
+	// and its name is its content: no flush needed.
 	for _, n := range sortedKeys(d.chainAdd) {
-		tx.Flush(&knftables.Chain{Name: n})
 		for _, r := range d.chainAdd[n] {
 			tx.Add(&knftables.Rule{Chain: n, Rule: r})
 		}
 	}
-	sort.Slice(d.elemDel, func(i, j int) bool { return d.elemDel[i].id() < d.elemDel[j].id() })
-	sort.Slice(d.elemAdd, func(i, j int) bool { return d.elemAdd[i].id() < d.elemAdd[j].id() })
+	d.sortElems()
 	for _, e := range d.elemDel {
 		el := &knftables.Element{Key: splitKey(e.key)}
 		if e.isMap {
@@ -465,14 +516,11 @@ func (p *Proxier) restore(ctx context.Context, tx *knftables.Transaction) error 
 	}
 	p.mu.Unlock()
 
-	sets, err := p.cfg.NFT.List(ctx, "sets")
-	if err != nil && !knftables.IsNotFound(err) {
-		return fmt.Errorf("proxy: read table: %w", err)
+	snap, err := p.be.read(ctx)
+	if err != nil {
+		return err
 	}
-	chains, err := p.cfg.NFT.List(ctx, "chains")
-	if err != nil && !knftables.IsNotFound(err) {
-		return fmt.Errorf("proxy: read table: %w", err)
-	}
+	sets, chains := snap.sets, snap.chains
 	current := false
 	var oldLayouts []string
 	for _, s := range sets {
@@ -497,11 +545,7 @@ func (p *Proxier) restore(ctx context.Context, tx *knftables.Transaction) error 
 			tx.Add(&knftables.Chain{Name: c.name})
 			tx.Flush(&knftables.Chain{Name: c.name})
 		}
-		maps, err := p.cfg.NFT.List(ctx, "maps")
-		if err != nil && !knftables.IsNotFound(err) {
-			return fmt.Errorf("proxy: read table: %w", err)
-		}
-		for _, m := range maps {
+		for _, m := range snap.maps {
 			for _, sm := range staticMaps() {
 				if m == sm.Name {
 					tx.Delete(&knftables.Map{Name: m})
@@ -530,14 +574,7 @@ func (p *Proxier) restore(ctx context.Context, tx *knftables.Transaction) error 
 			}
 		}
 		for _, m := range staticMaps() {
-			els, err := p.cfg.NFT.ListElements(ctx, "map", m.Name)
-			if knftables.IsNotFound(err) {
-				continue
-			}
-			if err != nil {
-				return fmt.Errorf("proxy: read map %s: %w", m.Name, err)
-			}
-			for _, e := range els {
+			for _, e := range snap.elems[m.Name] {
 				if e.Comment == nil {
 					continue
 				}
@@ -563,11 +600,7 @@ func (p *Proxier) restore(ctx context.Context, tx *knftables.Transaction) error 
 				}
 			}
 		}
-		els, err := p.cfg.NFT.ListElements(ctx, "set", SetHairpin)
-		if err != nil && !knftables.IsNotFound(err) {
-			return fmt.Errorf("proxy: read set %s: %w", SetHairpin, err)
-		}
-		for _, e := range els {
+		for _, e := range snap.elems[SetHairpin] {
 			if a, err := netip.ParseAddr(e.Key[0]); err == nil {
 				p.hairKern[a] = true
 			}

@@ -1,0 +1,182 @@
+package proxy_test
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/podnet/podnet/internal/netns"
+	"github.com/podnet/podnet/internal/nft"
+	"github.com/podnet/podnet/internal/proxy"
+	"github.com/podnet/podnet/internal/testutil"
+)
+
+// cost is what a sync cost: wall time, the test process's CPU (Go) and
+// its children's (nft: user is parsing, sys the kernel's commit).
+type cost struct {
+	wall, goCPU, nftUser, nftSys time.Duration
+}
+
+func rusage(who int) (user, sys time.Duration) {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(who, &ru)
+	return time.Duration(ru.Utime.Nano()), time.Duration(ru.Stime.Nano())
+}
+
+func measure(fn func()) cost {
+	su, ss := rusage(syscall.RUSAGE_SELF)
+	cu, cs := rusage(syscall.RUSAGE_CHILDREN)
+	start := time.Now()
+	fn()
+	c := cost{wall: time.Since(start)}
+	su2, ss2 := rusage(syscall.RUSAGE_SELF)
+	cu2, cs2 := rusage(syscall.RUSAGE_CHILDREN)
+	c.goCPU = su2 - su + ss2 - ss
+	c.nftUser, c.nftSys = cu2-cu, cs2-cs
+	return c
+}
+
+func (c cost) String() string {
+	r := func(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
+	return fmt.Sprintf("wall %v; CPU: Go %v, nft user %v, nft sys (kernel) %v", r(c.wall), r(c.goCPU), r(c.nftUser), r(c.nftSys))
+}
+
+func scaleService(i, eps int) (*corev1.Service, *discoveryv1.EndpointSlice) {
+	ip := netip.AddrFrom4([4]byte{10, 96 + byte(i>>16), byte(i >> 8), byte(i)}).String()
+	name := fmt.Sprintf("svc-%d", i)
+	s := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "scale", Name: name},
+		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeClusterIP, ClusterIP: ip, ClusterIPs: []string{ip},
+			Ports: []corev1.ServicePort{{Name: "http", Protocol: corev1.ProtocolTCP, Port: 80, TargetPort: intstr.FromInt32(8080)}}},
+	}
+	return s, scaleSlice(s, i, eps, 0)
+}
+
+// scaleSlice has eps endpoints; gen shifts their addresses (a change).
+func scaleSlice(s *corev1.Service, i, eps, gen int) *discoveryv1.EndpointSlice {
+	pn, proto, port := "http", corev1.ProtocolTCP, int32(8080)
+	sl := &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Namespace: s.Namespace, Name: s.Name + "-1", Labels: map[string]string{proxy.LabelServiceName: s.Name}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports:       []discoveryv1.EndpointPort{{Name: &pn, Protocol: &proto, Port: &port}},
+	}
+	yes, no := true, false
+	node := "n1"
+	for j := 0; j < eps; j++ {
+		k := i*eps + j + gen
+		a := netip.AddrFrom4([4]byte{10, 128 + byte(k>>16), byte(k >> 8), byte(k)})
+		sl.Endpoints = append(sl.Endpoints, discoveryv1.Endpoint{Addresses: []string{a.String()},
+			Conditions: discoveryv1.EndpointConditions{Ready: &yes, Serving: &yes, Terminating: &no}, NodeName: &node})
+	}
+	return sl
+}
+
+// TestSyncScale programs N Services × 10 endpoints into a real table (N =
+// $PODNET_PROXY_SCALE, default 1000) and reports where a full sync, a
+// one-Service change and a restart's first sync spend their time. With
+// PODNET_PROXY_SCALE_BUDGET=1 it enforces the goals at 10k: full
+// sync ≤ 1 s, one change ≤ 50 ms.
+func TestSyncScale(t *testing.T) {
+	testutil.RequireRoot(t)
+	testutil.LookTool(t, "nft", "nftables")
+	n := 1000
+	if v := os.Getenv("PODNET_PROXY_SCALE"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil {
+			t.Fatalf("PODNET_PROXY_SCALE=%q: %v", v, err)
+		}
+	}
+	const eps = 10
+	ns, path := testutil.NewNS(t)
+	ctx := context.Background()
+	if err := netns.Do(path, func() error {
+		dp, err := nft.NewExec()
+		if err != nil {
+			return err
+		}
+		return dp.Ensure(ctx)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	mk := func() *proxy.Proxier {
+		return proxy.New(proxy.Config{NodeName: "n1", ClusterCIDR: netip.MustParsePrefix("10.128.0.0/9"),
+			ServiceCIDR: netip.MustParsePrefix("10.96.0.0/12"), NetNS: path})
+	}
+	feed := func(p *proxy.Proxier) {
+		for i := 0; i < n; i++ {
+			s, sl := scaleService(i, eps)
+			p.SetService(s)
+			p.SetSlice(sl)
+		}
+	}
+	p := mk()
+	feed(p)
+	var st proxy.Stats
+	var err error
+	sync := func(p *proxy.Proxier) cost {
+		return measure(func() { st, err = p.Sync(ctx) })
+	}
+	full := sync(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("full sync of %d Services × %d endpoints: %s", n, eps, full)
+	if st.Services != n || st.Endpoints != n*eps {
+		t.Fatalf("stats %+v, want %d Services and %d endpoints", st, n, n*eps)
+	}
+	out := testutil.Run(t, "ip", "netns", "exec", ns, "nft", "list", "map", "inet", nft.TableName, proxy.MapServiceIPs)
+	if c := strings.Count(out, "goto svc-"); c != n {
+		t.Fatalf("service-ips has %d entries, want %d", c, n)
+	}
+
+	// One Service changes one endpoint.
+	var one cost
+	for gen := 1; gen <= 5; gen++ {
+		s, _ := scaleService(n/2, eps)
+		p.SetSlice(scaleSlice(s, n/2, eps, gen*n*eps))
+		c := sync(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Changed != 1 {
+			t.Fatalf("one change: %d Services changed", st.Changed)
+		}
+		if gen == 1 || c.wall < one.wall {
+			one = c
+		}
+		t.Logf("one Service changed: %s", c)
+	}
+
+	// A restart over the same table: a pure diff.
+	p2 := mk()
+	feed(p2)
+	s, _ := scaleService(n/2, eps)
+	p2.SetSlice(scaleSlice(s, n/2, eps, 5*n*eps))
+	restart := sync(p2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("restart's first sync (%d changed): %s", st.Changed, restart)
+	if st.Changed != 0 {
+		t.Errorf("restart with unchanged inputs changed %d Services", st.Changed)
+	}
+	if os.Getenv("PODNET_PROXY_SCALE_BUDGET") != "" {
+		if full.wall > time.Second {
+			t.Errorf("full sync %v, goal ≤ 1s", full.wall)
+		}
+		if one.wall > 50*time.Millisecond {
+			t.Errorf("one change %v (best of 5), goal ≤ 50ms", one.wall)
+		}
+	}
+}
