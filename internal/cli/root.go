@@ -84,6 +84,7 @@ func NewRoot(out, errOut io.Writer) *cobra.Command {
 		newServer(g), newAgent(g), newUp(g),
 		newShim(), newEchoServer(g), newCluster(g),
 		newCreate(g), newScale(g), newExpose(g), newRollout(g),
+		newDNS(g),
 	)
 	return root
 }
@@ -111,7 +112,7 @@ func (g *globals) resolveCluster(cmd *cobra.Command) error {
 		top = top.Parent()
 	}
 	switch top.Name() {
-	case "server", "agent", "up", "shim", "echo-server", "cluster", "help", "completion":
+	case "server", "agent", "up", "shim", "echo-server", "cluster", "help", "completion", "dns":
 		return nil
 	}
 	explicit := cmd.Flags().Changed("etcd-endpoints") || envSet("PODNET_ETCD_ENDPOINTS")

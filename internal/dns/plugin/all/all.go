@@ -1,0 +1,10 @@
+// Package all imports every plugin of `podnet dns`, so that importing it
+// registers them (as CoreDNS's generated zplugin.go does). The execution
+// order is internal/dns.Directives, not this list.
+package all
+
+import (
+	_ "github.com/podnet/podnet/internal/dns/plugin/bind"
+	_ "github.com/podnet/podnet/internal/dns/plugin/debug"
+	_ "github.com/podnet/podnet/internal/dns/plugin/whoami"
+)

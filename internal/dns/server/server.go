@@ -1,0 +1,381 @@
+// Package server runs the DNS servers of a loaded Corefile: one UDP and
+// one TCP listener per address, each routing a query to the server block
+// with the longest zone that contains the question's name, and REFUSED
+// when none does.
+//
+// Reloads keep the listeners: a new Corefile is loaded and started beside
+// the old one, then each address's routing table is swapped with one
+// atomic store, so no query is dropped and in-flight queries finish on
+// the old chains. A Corefile that fails to load or start leaves the old
+// one serving.
+//
+// Every reply goes through a writer that fits it to the client: the OPT
+// record with the client's buffer size, name compression, and truncation
+// with TC set when it does not fit in UDP.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/miekg/dns"
+	pdns "github.com/podnet/podnet/internal/dns"
+)
+
+// route is one address's routing table: zone to server block.
+type route struct {
+	zones map[string]*pdns.Config
+	// info caches the ServerInfo server label.
+	server string
+}
+
+// Server serves one address over UDP and TCP.
+type Server struct {
+	addr  string // as configured, host:port
+	log   *slog.Logger
+	table atomic.Pointer[route]
+
+	pc  net.PacketConn
+	ln  net.Listener
+	udp *dns.Server
+	tcp *dns.Server
+}
+
+// Addr is the bound UDP address (the TCP one has the same port).
+func (s *Server) Addr() string { return s.pc.LocalAddr().String() }
+
+// listen binds addr over UDP and TCP. With port 0 both get the same
+// kernel-chosen port.
+func listen(addr string) (net.PacketConn, net.Listener, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, nil, err
+	}
+	for try := 0; ; try++ {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return nil, nil, err
+		}
+		a := addr
+		if port == "0" {
+			a = net.JoinHostPort(host, strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))
+		}
+		pc, err := net.ListenPacket("udp", a)
+		if err != nil {
+			ln.Close()
+			if port == "0" && try < 10 {
+				continue
+			}
+			return nil, nil, err
+		}
+		return pc, ln, nil
+	}
+}
+
+func newServer(addr string, log *slog.Logger) (*Server, error) {
+	pc, ln, err := listen(addr)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{addr: addr, log: log.With("addr", addr), pc: pc, ln: ln}
+	s.udp = &dns.Server{PacketConn: pc, Handler: s, UDPSize: dns.MaxMsgSize, ReadTimeout: 2 * time.Second}
+	s.tcp = &dns.Server{Listener: ln, Handler: s, ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second, IdleTimeout: func() time.Duration { return 10 * time.Second }}
+	return s, nil
+}
+
+func (s *Server) start() {
+	for _, srv := range []*dns.Server{s.udp, s.tcp} {
+		go func() {
+			if err := srv.ActivateAndServe(); err != nil && !errors.Is(err, net.ErrClosed) {
+				s.log.Error("dns server stopped", "err", err)
+			}
+		}()
+	}
+}
+
+func (s *Server) shutdown(ctx context.Context) {
+	for _, srv := range []*dns.Server{s.udp, s.tcp} {
+		if err := srv.ShutdownContext(ctx); err != nil {
+			// Not started yet or already stopped: close the sockets.
+			s.pc.Close()
+			s.ln.Close()
+		}
+	}
+}
+
+// ServeDNS routes a query; it is the miekg/dns handler of both
+// listeners and never panics.
+func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
+	s.serve(context.Background(), w, r)
+}
+
+func (s *Server) serve(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) {
+	t := s.table.Load()
+	var cfg *pdns.Config
+	defer func() {
+		if cfg != nil && cfg.Debug {
+			return
+		}
+		if rec := recover(); rec != nil {
+			pdns.PanicsTotal.Inc()
+			s.log.Error("recovered from panic while serving a query", "panic", fmt.Sprint(rec), "stack", string(debug.Stack()))
+			reply(w, r, dns.RcodeServerFailure)
+		}
+	}()
+	if r == nil || len(r.Question) != 1 {
+		reply(w, r, dns.RcodeFormatError)
+		return
+	}
+	if o := r.IsEdns0(); o != nil && o.Version() != 0 {
+		m := new(dns.Msg)
+		m.SetRcode(r, dns.RcodeBadVers)
+		m.SetEdns0(dns.DefaultMsgSize, o.Do())
+		m.IsEdns0().SetExtendedRcode(dns.RcodeBadVers)
+		w.WriteMsg(m)
+		return
+	}
+	if t == nil {
+		reply(w, r, dns.RcodeRefused)
+		return
+	}
+	name := strings.ToLower(r.Question[0].Name)
+	zone := ""
+	for off, end := 0, false; !end; off, end = dns.NextLabel(name, off) {
+		if c, ok := t.zones[name[off:]]; ok {
+			cfg, zone = c, name[off:]
+			break
+		}
+	}
+	if cfg == nil {
+		if c, ok := t.zones["."]; ok {
+			cfg, zone = c, "."
+		}
+	}
+	sw := &scrubWriter{ResponseWriter: w, req: pdns.NewRequest(w, r)}
+	if cfg == nil || cfg.Chain() == nil {
+		code := dns.RcodeRefused
+		if cfg != nil {
+			code = dns.RcodeServerFailure
+		}
+		reply(sw, r, code)
+		return
+	}
+	ctx = pdns.WithServerInfo(ctx, pdns.ServerInfo{Server: t.server, Zone: zone, Config: cfg})
+	if cfg.Debug {
+		ctx = pdns.WithDebug(ctx)
+	}
+	rcode, _ := cfg.Chain().ServeDNS(ctx, sw, r)
+	if !pdns.ClientWrite(rcode) {
+		reply(sw, r, rcode)
+	}
+}
+
+// reply writes an empty reply to r with rcode.
+func reply(w dns.ResponseWriter, r *dns.Msg, rcode int) {
+	if r == nil {
+		return
+	}
+	m := new(dns.Msg)
+	m.SetRcode(r, rcode)
+	if rcode == dns.RcodeFormatError && len(m.Question) > 1 {
+		m.Question = nil
+	}
+	w.WriteMsg(m)
+}
+
+// scrubWriter fits every reply to the client before writing it.
+type scrubWriter struct {
+	dns.ResponseWriter
+	req *pdns.Request
+}
+
+func (w *scrubWriter) WriteMsg(m *dns.Msg) error {
+	return w.ResponseWriter.WriteMsg(w.req.Scrub(m))
+}
+
+// Options tune Start.
+type Options struct {
+	// Port is the default port, -dns.port ("53" when empty).
+	Port string
+	// Log receives the server's logs; slog.Default() when nil.
+	Log *slog.Logger
+	// Load are the loader's options (Port is overridden by Port above).
+	Load pdns.LoadOptions
+}
+
+// Runner owns the listeners and the current Instance.
+type Runner struct {
+	mu      sync.Mutex
+	o       Options
+	log     *slog.Logger
+	inst    *pdns.Instance
+	servers map[string]*Server
+	stopped bool
+}
+
+// Start loads in and serves it.
+func Start(in pdns.Input, o Options) (*Runner, error) {
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	if o.Port == "" {
+		o.Port = "53"
+	}
+	o.Load.Port = o.Port
+	r := &Runner{o: o, log: o.Log, servers: map[string]*Server{}}
+	if err := r.Reload(in); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// Instance is the Corefile being served.
+func (r *Runner) Instance() *pdns.Instance {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.inst
+}
+
+// Addrs maps each configured address (host:port) to the bound one.
+func (r *Runner) Addrs() map[string]string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := map[string]string{}
+	for a, s := range r.servers {
+		out[a] = s.Addr()
+	}
+	return out
+}
+
+// tables builds each address's routing table.
+func tables(inst *pdns.Instance) map[string]*route {
+	out := map[string]*route{}
+	for _, cfg := range inst.Configs {
+		hosts := cfg.ListenHosts
+		if len(hosts) == 0 {
+			hosts = []string{""}
+		}
+		for _, k := range cfg.Keys {
+			for _, h := range hosts {
+				addr := net.JoinHostPort(h, k.Port)
+				t, ok := out[addr]
+				if !ok {
+					t = &route{zones: map[string]*pdns.Config{}, server: "dns://" + addr}
+					out[addr] = t
+				}
+				t.zones[k.Zone] = cfg
+			}
+		}
+	}
+	return out
+}
+
+// Reload replaces the served Corefile with in. On any error the old one
+// keeps serving, untouched, and the error says why.
+func (r *Runner) Reload(in pdns.Input) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.stopped {
+		return errors.New("dns: server stopped")
+	}
+	inst, err := pdns.Load(in, r.o.Load)
+	if err != nil {
+		return err
+	}
+	inst.Restart = r.Reload
+	tabs := tables(inst)
+	fresh := map[string]*Server{}
+	closeFresh := func() {
+		for _, s := range fresh {
+			s.pc.Close()
+			s.ln.Close()
+		}
+	}
+	for addr := range tabs {
+		if _, ok := r.servers[addr]; ok {
+			continue
+		}
+		s, err := newServer(addr, r.log)
+		if err != nil {
+			closeFresh()
+			return err
+		}
+		fresh[addr] = s
+	}
+	old := r.inst
+	if old != nil {
+		if err := old.RestartHooks(); err != nil {
+			r.log.Warn("dns: OnRestart hooks", "err", err)
+		}
+	}
+	if err := inst.Startup(); err != nil {
+		if e := inst.Shutdown(); e != nil {
+			r.log.Warn("dns: shutting down the failed configuration", "err", e)
+		}
+		closeFresh()
+		if old != nil {
+			if e := old.RestartFailed(); e != nil {
+				r.log.Warn("dns: OnRestartFailed hooks", "err", e)
+			}
+		}
+		return err
+	}
+	for addr, s := range fresh {
+		s.table.Store(tabs[addr])
+		r.servers[addr] = s
+		s.start()
+	}
+	for addr, s := range r.servers {
+		if t, ok := tabs[addr]; ok {
+			s.table.Store(t)
+			continue
+		}
+		delete(r.servers, addr)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			s.shutdown(ctx)
+		}()
+	}
+	r.inst = inst
+	if old != nil {
+		if err := old.Shutdown(); err != nil {
+			r.log.Warn("dns: shutting down the previous configuration", "err", err)
+		}
+	}
+	return nil
+}
+
+// Stop runs the final shutdown hooks (health's lameduck keeps answering
+// during them), then closes every listener.
+func (r *Runner) Stop() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.stopped {
+		return nil
+	}
+	r.stopped = true
+	var err error
+	if r.inst != nil {
+		err = r.inst.FinalShutdown()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, s := range r.servers {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.shutdown(ctx) }()
+	}
+	wg.Wait()
+	r.servers = map[string]*Server{}
+	return err
+}
