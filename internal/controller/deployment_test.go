@@ -420,3 +420,65 @@ func TestProgressDeadline(t *testing.T) {
 			a != nil && a.Status == corev1.ConditionFalse && d.Status.UnavailableReplicas == 2 && d.Status.UpdatedReplicas == 2
 	})
 }
+
+// TestDeploymentBehindService runs the default loops together, as `podnet
+// server` does: a Deployment's pods are scheduled on two nodes and listed
+// by its Service's slices; scaling 3 -> 10 -> 1 shows in the slices within
+// a second of the pods' readiness; deleting the Deployment empties them.
+func TestDeploymentBehindService(t *testing.T) {
+	s := clusterStore(t, "10.244.0.0/16", time.Hour)
+	ctx := context.Background()
+	startNode(t, s, "n1", map[string]string{LabelZone: "a"})
+	startNode(t, s, "n2", map[string]string{LabelZone: "b"})
+	startKubelet(t, s, 100*time.Millisecond)
+	startManager(t, s, "m", nil)
+	d := newDeployment("web", 3)
+	d.Spec.Template.Spec.Containers[0].Ports = []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}}
+	if err := s.Create(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	svc := webService()
+	svc.UID = ""
+	if err := s.Create(ctx, svc); err != nil {
+		t.Fatal(err)
+	}
+	readyPods := func() int {
+		objs, _, _ := s.List(ctx, podKind, "default")
+		n := 0
+		for _, o := range objs {
+			if p := o.(*corev1.Pod); p.DeletionTimestamp == nil && podReadyCondition(p).Status == corev1.ConditionTrue {
+				n++
+			}
+		}
+		return n
+	}
+	for _, n := range []int32{3, 10, 1} {
+		mutateDeploy(t, s, "web", func(d *appsv1.Deployment) { d.Spec.Replicas = &n })
+		eventually(t, fmt.Sprintf("%d ready pods", n), func() bool { return readyPods() == int(n) })
+		start := time.Now()
+		eventually(t, fmt.Sprintf("%d ready endpoints", n), func() bool { return len(readyAddrs(t, s, "default", "web")) == int(n) })
+		if d := time.Since(start); d > time.Second {
+			t.Fatalf("scaled to %d: the slices took %s to follow", n, d)
+		}
+		waitComplete(t, s, "web", n)
+	}
+	for _, sl := range slicesOf(t, s, "default", "web") {
+		for _, ep := range sl.Endpoints {
+			if ep.Zone == nil || ep.NodeName == nil || *ep.Zone != map[string]string{"n1": "a", "n2": "b"}[*ep.NodeName] {
+				t.Fatalf("endpoint %+v", ep)
+			}
+		}
+	}
+	if _, err := s.Delete(ctx, deployKind, "default", "web", store.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "no endpoints, one placeholder slice", func() bool {
+		sl := slicesOf(t, s, "default", "web")
+		return len(sl) == 1 && len(sl[0].Endpoints) == 0
+	})
+	eventually(t, "no pods and no replica sets", func() bool {
+		p, _, _ := s.List(ctx, podKind, "default")
+		r, _, _ := s.List(ctx, rsKind, "default")
+		return len(p) == 0 && len(r) == 0
+	})
+}

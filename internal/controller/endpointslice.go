@@ -42,7 +42,8 @@ var sliceKind, _ = api.KindOf(&discoveryv1.EndpointSlice{})
 //     terminal phase: conditions ready (pod Ready and not terminating, or
 //     always with publishNotReadyAddresses), serving (pod Ready), and
 //     terminating (deletionTimestamp set); nodeName, zone (the node's
-//     topology.kubernetes.io/zone label), hostname (pod hostname when its
+//     topology.kubernetes.io/zone label), hints.forZones (and forNodes) for
+//     a Service with trafficDistribution, hostname (pod hostname when its
 //     subdomain is the Service), targetRef to the pod;
 //   - named targetPorts resolved per pod from its container ports, pods
 //     with different resolved ports in different slices (one slice's ports
@@ -230,6 +231,16 @@ func endpointOf(svc *corev1.Service, p *corev1.Pod, ip string, zones map[string]
 		ep.NodeName = ptr(n)
 		if z, ok := zones[n]; ok {
 			ep.Zone = ptr(z)
+		}
+	}
+	// Hints for trafficDistribution, as Kubernetes: the endpoint's own zone
+	// (and node, for PreferSameNode).
+	if td := deref(svc.Spec.TrafficDistribution); td != "" && ep.Zone != nil {
+		switch td {
+		case corev1.ServiceTrafficDistributionPreferClose, corev1.ServiceTrafficDistributionPreferSameZone:
+			ep.Hints = &discoveryv1.EndpointHints{ForZones: []discoveryv1.ForZone{{Name: *ep.Zone}}}
+		case corev1.ServiceTrafficDistributionPreferSameNode:
+			ep.Hints = &discoveryv1.EndpointHints{ForZones: []discoveryv1.ForZone{{Name: *ep.Zone}}, ForNodes: []discoveryv1.ForNode{{Name: *ep.NodeName}}}
 		}
 	}
 	return ep

@@ -77,6 +77,14 @@ func epSummary(gs []group) string {
 			if e.Hostname != nil {
 				s += "#" + *e.Hostname
 			}
+			if h := e.Hints; h != nil {
+				for _, z := range h.ForZones {
+					s += " hint:" + z.Name
+				}
+				for _, n := range h.ForNodes {
+					s += " hint:" + n.Name
+				}
+			}
 			eps = append(eps, s)
 		}
 		lines = append(lines, g.key+" "+strings.Join(eps, " "))
@@ -118,6 +126,16 @@ func TestDesiredEndpoints(t *testing.T) {
 			"http/TCP/8080, a=10.244.0.10(110)@n1\nhttp/TCP/8080,metrics/TCP/9100, b=10.244.0.11(110)@n1"},
 		{"named port of another protocol does not resolve", webService(func(s *corev1.Service) { s.Spec.Ports[0].Protocol = corev1.ProtocolUDP }),
 			[]*corev1.Pod{mkPod("a")}, " a=10.244.0.10(110)@n1"},
+		{"trafficDistribution: zone hints where the node has a zone", webService(func(s *corev1.Service) {
+			s.Spec.TrafficDistribution = ptr(corev1.ServiceTrafficDistributionPreferSameZone)
+		}),
+			[]*corev1.Pod{mkPod("a"), mkPod("b", onNode("n2"), withIP("10.244.0.11"))},
+			"http/TCP/8080, a=10.244.0.10(110)@n1 b=10.244.0.11(110)@n2/zone-b hint:zone-b"},
+		{"trafficDistribution PreferSameNode", webService(func(s *corev1.Service) {
+			s.Spec.TrafficDistribution = ptr(corev1.ServiceTrafficDistributionPreferSameNode)
+		}),
+			[]*corev1.Pod{mkPod("b", onNode("n2"))},
+			"http/TCP/8080, b=10.244.0.10(110)@n2/zone-b hint:zone-b hint:n2"},
 		{"numeric target port and hostname", webService(func(s *corev1.Service) {
 			s.Spec.Ports[0].TargetPort = intstr.FromInt32(7000)
 		}), []*corev1.Pod{mkPod("a", func(p *corev1.Pod) { p.Spec.Hostname, p.Spec.Subdomain = "a0", "web" })},

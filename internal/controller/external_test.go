@@ -13,4 +13,7 @@ func TestExternalEtcd(t *testing.T) {
 	t.Run("LeaderElection", TestLeaderElection)
 	t.Run("Scheduler", TestScheduler)
 	t.Run("NodeLifecycle", TestNodeLifecycle)
+	t.Run("EndpointSliceController", TestEndpointSliceController)
+	t.Run("DeploymentBehindService", TestDeploymentBehindService)
+	t.Run("GarbageCollection", TestGarbageCollection)
 }
