@@ -344,8 +344,9 @@ func TestScaleDeployment(t *testing.T) {
 		if got := rsSummary(ownedRS(t, s, d)); got != fmt.Sprintf("r1:%d", n) {
 			t.Fatalf("scaled to %d: replica sets %s", n, got)
 		}
-		eventually(t, fmt.Sprintf("%d pods", n), func() bool {
-			return len(activePods(podsOwnedBy(t, s, ownedRS(t, s, d)[0].UID))) == int(n)
+		eventually(t, fmt.Sprintf("%d pods, the others gone, the replica set's status current", n), func() bool {
+			rs := ownedRS(t, s, d)[0]
+			return len(podsOwnedBy(t, s, rs.UID)) == int(n) && rsStatus(rs) == fmt.Sprintf("replicas=%d ready=%d available=%d observed=%d/%d", n, n, n, rs.Generation, rs.Generation)
 		})
 	}
 	stop()
