@@ -31,6 +31,11 @@ type L2AnnounceConfig struct {
 	// Listen opens the ARP connection and says the segment it is on;
 	// default: an AF_PACKET socket on the interface holding NodeIP.
 	Listen func() (l2announce.Conn, net.HardwareAddr, netip.Prefix, error)
+	// Services and Slices, if set, are caches another runner runs (the
+	// service proxy's, see Services.Informers), shared instead of
+	// list-watching the same objects twice.
+	Services *informer.Informer[*corev1.Service]
+	Slices   *informer.Informer[*discoveryv1.EndpointSlice]
 	// OnAssign, if set, is called after every election with the addresses
 	// this node announces (tests).
 	OnAssign func(mine []netip.Addr)
@@ -50,6 +55,8 @@ type L2Announce struct {
 	svcs   *informer.Informer[*corev1.Service]
 	slices *informer.Informer[*discoveryv1.EndpointSlice]
 	kick   chan struct{}
+	// ownSvcs, ownSlices: this runner runs those informers.
+	ownSvcs, ownSlices bool
 
 	mu         sync.Mutex
 	resp       *l2announce.Responder // nil while the socket is not open
@@ -83,8 +90,15 @@ func NewL2Announce(cfg L2AnnounceConfig) (*L2Announce, error) {
 	svcK, _ := api.KindOf(&corev1.Service{})
 	sliceK, _ := api.KindOf(&discoveryv1.EndpointSlice{})
 	a.nodes = informer.New[*corev1.Node](cfg.Source, nodeK, "", log)
-	a.svcs = informer.New[*corev1.Service](cfg.Source, svcK, "", log)
-	a.slices = informer.New[*discoveryv1.EndpointSlice](cfg.Source, sliceK, "", log)
+	a.svcs, a.slices = cfg.Services, cfg.Slices
+	if a.svcs == nil {
+		a.svcs = informer.New[*corev1.Service](cfg.Source, svcK, "", log)
+		a.ownSvcs = true
+	}
+	if a.slices == nil {
+		a.slices = informer.New[*discoveryv1.EndpointSlice](cfg.Source, sliceK, "", log)
+		a.ownSlices = true
+	}
 	onAny := func() { poke(a.kick) }
 	a.nodes.AddHandler(informer.Handler[*corev1.Node]{OnUpdate: func(*corev1.Node) { onAny() }, OnDelete: func(*corev1.Node) { onAny() }, Synced: onAny})
 	a.svcs.AddHandler(informer.Handler[*corev1.Service]{OnUpdate: func(*corev1.Service) { onAny() }, OnDelete: func(*corev1.Service) { onAny() }, Synced: onAny})
@@ -107,11 +121,15 @@ func (a *L2Announce) Announced() []netip.Addr {
 // Run works until ctx ends.
 func (a *L2Announce) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
-	wg.Add(4)
-	go func() { defer wg.Done(); a.nodes.Run(ctx) }()
-	go func() { defer wg.Done(); a.svcs.Run(ctx) }()
-	go func() { defer wg.Done(); a.slices.Run(ctx) }()
-	go func() { defer wg.Done(); a.serve(ctx) }()
+	run := func(f func(context.Context)) { wg.Add(1); go func() { defer wg.Done(); f(ctx) }() }
+	run(a.nodes.Run)
+	if a.ownSvcs {
+		run(a.svcs.Run)
+	}
+	if a.ownSlices {
+		run(a.slices.Run)
+	}
+	run(a.serve)
 	a.electLoop(ctx)
 	wg.Wait()
 	return nil

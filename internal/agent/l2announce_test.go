@@ -10,10 +10,12 @@ import (
 	"time"
 
 	"github.com/podnet/podnet/internal/api"
+	"github.com/podnet/podnet/internal/informer"
 	"github.com/podnet/podnet/internal/l2announce"
 	"github.com/podnet/podnet/internal/store"
 	"github.com/podnet/podnet/internal/testutil"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -110,12 +112,24 @@ func TestL2AnnounceFailover(t *testing.T) {
 	defer func() { cancel(); wg.Wait() }()
 	runners := map[string]*L2Announce{}
 	for i, n := range names {
-		r, err := NewL2Announce(L2AnnounceConfig{NodeName: n, Source: src, Logger: testutil.Logger(t),
+		cfg := L2AnnounceConfig{NodeName: n, Source: src, Logger: testutil.Logger(t),
 			Listen: func() (l2announce.Conn, net.HardwareAddr, netip.Prefix, error) {
 				return &idleConn{closed: make(chan struct{})}, net.HardwareAddr{2, 0, 0, 0, 0, byte(i + 1)}, netip.MustParsePrefix("192.168.250.0/24"), nil
-			}})
+			}}
+		if i == 2 { // n3 shares caches another runner runs, as the agent's service proxy does
+			svcK, _ := api.KindOf(&corev1.Service{})
+			sliceK, _ := api.KindOf(&discoveryv1.EndpointSlice{})
+			cfg.Services = informer.New[*corev1.Service](src, svcK, "", nil)
+			cfg.Slices = informer.New[*discoveryv1.EndpointSlice](src, sliceK, "", nil)
+		}
+		r, err := NewL2Announce(cfg)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if cfg.Services != nil { // started after the runner added its handlers
+			wg.Add(2)
+			go func() { defer wg.Done(); cfg.Services.Run(ctx) }()
+			go func() { defer wg.Done(); cfg.Slices.Run(ctx) }()
 		}
 		runners[n] = r
 		wg.Add(1)

@@ -116,6 +116,12 @@ func NewServices(cfg ServicesConfig) (*Services, error) {
 	return s, nil
 }
 
+// Informers returns the runner's Service and EndpointSlice caches, for
+// other runners to share: add handlers before Run; this runner runs them.
+func (s *Services) Informers() (*informer.Informer[*corev1.Service], *informer.Informer[*discoveryv1.EndpointSlice]) {
+	return s.svcs, s.slices
+}
+
 // Run works until ctx ends; the datapath stays as it is when it returns.
 func (s *Services) Run(ctx context.Context) error {
 	// Bridged pod-to-pod replies of a Service connection to a pod on the

@@ -148,7 +148,9 @@ func newAgentFromFlags(ctx context.Context, g *globals, f *agentFlags, s *store.
 	}
 	// Load-balancer addresses this node is elected for, answered by ARP
 	// on the interface holding the node IP.
-	l2, err := agent.NewL2Announce(agent.L2AnnounceConfig{NodeName: f.nodeName, NodeIP: f.nodeIP, Source: s, Store: s, Logger: log})
+	svcInf, sliceInf := svcs.Informers()
+	l2, err := agent.NewL2Announce(agent.L2AnnounceConfig{NodeName: f.nodeName, NodeIP: f.nodeIP, Source: s, Store: s,
+		Services: svcInf, Slices: sliceInf, Logger: log})
 	if err != nil {
 		return nil, err
 	}
