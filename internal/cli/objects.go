@@ -119,6 +119,12 @@ func newGet(g *globals) *cobra.Command {
 		Short: "List objects: pods, nodes, namespaces, svc, endpointslices, deploy, rs",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if strings.Contains(args[0], ",") && !strings.Contains(args[0], "/") {
+				if watch || watchOnly {
+					return fmt.Errorf("watch is only supported on one resource type, not %q", args[0])
+				}
+				return g.getKinds(cmd, strings.Split(args[0], ","), args[1:], output, selector, all, showLabels)
+			}
 			k, names, err := getArgs(args)
 			if err != nil {
 				return err
@@ -208,6 +214,79 @@ func newGet(g *globals) *cobra.Command {
 	f.BoolVar(&watchOnly, "watch-only", false, "print only the changes, not the list first")
 	f.BoolVar(&watchEvents, "output-watch-events", false, "with --watch, show the event type (ADDED, MODIFIED, DELETED) of each row")
 	return cmd
+}
+
+// getKinds is `get a,b,c [NAME...]`: a table per kind, names prefixed
+// with their kind, as kubectl; other formats print one list of all.
+func (g *globals) getKinds(cmd *cobra.Command, types, names []string, output, selector string, all, showLabels bool) error {
+	var kinds []*api.Kind
+	var printers []*objPrinter
+	for _, t := range types {
+		k, err := api.ResourceFor(t)
+		if err != nil {
+			return err
+		}
+		p, err := newObjPrinter(k, output)
+		if err != nil {
+			return err
+		}
+		p.showNS, p.showLabels, p.prefixNames = all && k.Namespaced, showLabels, true
+		kinds, printers = append(kinds, k), append(printers, p)
+	}
+	sel, err := labels.Parse(selector)
+	if err != nil {
+		return fmt.Errorf("-l %q: %w", selector, err)
+	}
+	ctx := cmd.Context()
+	s, done, err := g.store(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	var every []api.Object
+	printed := false
+	for i, k := range kinds {
+		ns := g.namespace
+		if all || !k.Namespaced {
+			ns = ""
+		}
+		list, _, err := s.List(ctx, k, ns)
+		if err != nil {
+			return err
+		}
+		var objs []api.Object
+		for _, o := range list {
+			if (len(names) == 0 || slices.Contains(names, o.GetName())) && sel.Matches(labels.Set(o.GetLabels())) {
+				objs = append(objs, o)
+			}
+		}
+		p := printers[i]
+		if p.format != "table" && p.format != "custom-columns" {
+			every = append(every, objs...)
+			continue
+		}
+		if len(objs) == 0 {
+			continue
+		}
+		if printed {
+			fmt.Fprintln(g.out)
+		}
+		if err := p.print(g.out, objs, false, nil); err != nil {
+			return err
+		}
+		printed = true
+	}
+	if p := printers[0]; p.format != "table" && p.format != "custom-columns" {
+		return p.print(g.out, every, false, nil)
+	}
+	if !printed {
+		if !all {
+			fmt.Fprintf(g.out, "No resources found in %s namespace.\n", g.namespace)
+		} else {
+			fmt.Fprintln(g.out, "No resources found")
+		}
+	}
+	return nil
 }
 
 // getArgs reads `get`'s arguments: RESOURCE [NAME...] or TYPE/NAME...

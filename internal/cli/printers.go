@@ -27,6 +27,8 @@ type objPrinter struct {
 	showNS, showLabels bool
 	// events adds kubectl's EVENT column (--output-watch-events).
 	events bool
+	// prefixNames shows NAME as kind/name (a get of several kinds).
+	prefixNames bool
 
 	jp      *jsonpath.JSONPath
 	columns []customColumn
@@ -260,7 +262,7 @@ func (p *objPrinter) print(w io.Writer, objs []api.Object, single bool, eventTyp
 		return err
 	case "name":
 		for _, o := range objs {
-			if _, err := fmt.Fprintf(w, "%s/%s\n", kindName(p.k), o.GetName()); err != nil {
+			if _, err := fmt.Fprintln(w, objectName(o)); err != nil {
 				return err
 			}
 		}
@@ -374,7 +376,11 @@ func (p *objPrinter) printTable(w io.Writer, objs []api.Object, eventTypes []str
 			row = append(row, o.GetNamespace())
 		}
 		for _, c := range p.k.Columns {
-			if !c.Wide || p.wide {
+			switch {
+			case c.Wide && !p.wide:
+			case p.prefixNames && c.Name == "NAME":
+				row = append(row, kindName(p.k)+"/"+c.Cell(o))
+			default:
 				row = append(row, c.Cell(o))
 			}
 		}

@@ -45,12 +45,18 @@ func (s *syncBuffer) String() string {
 // waitFor waits until the output contains want.
 func (s *syncBuffer) waitFor(t *testing.T, want string) {
 	t.Helper()
+	s.waitForN(t, want, 1)
+}
+
+// waitForN waits until the output contains want n times.
+func (s *syncBuffer) waitForN(t *testing.T, want string, n int) {
+	t.Helper()
 	deadline := time.After(20 * time.Second)
 	for {
 		s.mu.Lock()
 		got, ch := s.b.String(), s.changed
 		s.mu.Unlock()
-		if strings.Contains(got, want) {
+		if strings.Count(got, want) >= n {
 			return
 		}
 		select {

@@ -323,6 +323,19 @@ func TestApplyAllKinds(t *testing.T) {
 	must(t, ep, "web-manual   IPv4          8080    10.244.9.9", "get", "endpointslices", "-n", "team")
 	must(t, ep, "Endpoints:                10.244.9.9:8080\n", "describe", "svc/web", "-n", "team")
 	must(t, ep, "3 desired", "describe", "deploy/web", "-n", "team")
+	out = must(t, ep, "NAME          TYPE", "get", "svc,endpointslices,deploy,rs", "-n", "team")
+	for _, want := range []string{"service/web   ", "\n\nNAME                                        ADDRESSTYPE", "endpointslice.discovery.k8s.io/web-manual   IPv4", "\ndeployment.apps/web   0/3", "\nreplicaset.apps/other   1 "} {
+		if !strings.Contains(out, want) {
+			t.Errorf("get of several kinds lacks %q:\n%s", want, out)
+		}
+	}
+	out = must(t, ep, "service/web\n", "get", "svc,deploy,rs,pods", "-n", "team", "-o", "name")
+	if out != "service/web\ndeployment.apps/web\nreplicaset.apps/other\n" {
+		t.Errorf("get -o name of several kinds:\n%s", out)
+	}
+	must(t, ep, "No resources found in default namespace.", "get", "svc,deploy")
+	fails(t, ep, `the server doesn't have a resource type "nope"`, "get", "svc,nope")
+	fails(t, ep, "watch is only supported on one resource type", "get", "svc,deploy", "-w")
 	must(t, ep, `deployment.apps "web" deleted`, "delete", "deployment/web", "-n", "team")
 	must(t, ep, `replicaset.apps "other" deleted`, "delete", "rs", "other", "-n", "team")
 	fails(t, ep, "podnet pods run commands on the node, not images", "create", "deployment", "x", "--image", "nginx")
