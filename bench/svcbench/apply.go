@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"net/netip"
@@ -38,10 +39,11 @@ var ourCluster = regexp.MustCompile(`^podnet-(` + Prefix + `[0-9a-f]{6}ap)-`)
 // applyRun is what the apply phase measured.
 type applyRun struct {
 	nodes   int             // nodes probed (one pod each)
-	all     []time.Duration // apply exec → the last node's first successful connect
-	first   []time.Duration // … → the first node's
+	all     []time.Duration // apply exec → the last pod's first successful connect
+	first   []time.Duration // … → the first pod's
+	hosts   []time.Duration // … → the last node namespace's (host network)
 	cli     []time.Duration // the `podnet apply` exec alone
-	routeOK string          // from a node itself: "" or why it failed
+	hostErr string          // why probing from the nodes themselves stopped
 	err     error
 }
 
@@ -105,6 +107,15 @@ func (b *bench) applyPhase(ctx context.Context) *applyRun {
 		ar.err = err
 		return ar
 	}
+	rec, err := cluster.LoadRecord(filepath.Join(b.dir, "clusters", name))
+	if err != nil {
+		ar.err = err
+		return ar
+	}
+	var hostNS []string
+	for _, n := range rec.Topology.Nodes() {
+		hostNS = append(hostNS, n.NetNS)
+	}
 	rounds := 20
 	for i := 1; i <= rounds; i++ {
 		if ctx.Err() != nil {
@@ -112,17 +123,23 @@ func (b *bench) applyPhase(ctx context.Context) *applyRun {
 			return ar
 		}
 		ip := netip.AddrFrom4([4]byte{10, 96, 200, byte(i)})
-		all, first, cli, err := b.applyOnce(ctx, self, pods, i, ip)
+		if ar.hostErr != "" {
+			hostNS = nil
+		}
+		res, err := b.applyOnce(ctx, self, pods, hostNS, i, ip)
 		if err != nil {
 			ar.err = fmt.Errorf("service %d: %w", i, err)
 			return ar
 		}
-		ar.all, ar.first, ar.cli = append(ar.all, all), append(ar.first, first), append(ar.cli, cli)
+		ar.all, ar.first, ar.cli = append(ar.all, res.pods), append(ar.first, res.first), append(ar.cli, res.cli)
+		if res.hostErr != "" {
+			ar.hostErr = res.hostErr
+		} else if len(hostNS) > 0 {
+			ar.hosts = append(ar.hosts, res.hosts)
+		}
 	}
-	fmt.Fprintf(os.Stderr, "svcbench:   %d Services: apply → every node p50 %s, max %s\n", rounds,
+	fmt.Fprintf(os.Stderr, "svcbench:   %d Services: apply → a pod on every node p50 %s, max %s\n", rounds,
 		benchutil.Median(ar.all).Round(time.Millisecond), benchutil.Quantile(ar.all, 1).Round(time.Millisecond))
-	// From a node itself (host network), through the first Service.
-	ar.routeOK = b.fromNode(ctx, netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 96, 200, 1}), 80))
 	return ar
 }
 
@@ -178,19 +195,28 @@ func (b *bench) waitPods(ctx context.Context, n int, timeout time.Duration) (map
 	}
 }
 
-// applyOnce starts a probe in each pod, waits until all of them poll,
-// applies Service i (clusterIP ip, selector app=web, 80 → 8080) and waits
-// for every probe's first successful connect.
-func (b *bench) applyOnce(ctx context.Context, self string, pods map[string]string, i int, ip netip.Addr) (all, first, cli time.Duration, err error) {
+// onceResult is one Service's times from the start of the apply exec.
+type onceResult struct {
+	pods, first, hosts, cli time.Duration
+	hostErr                 string
+}
+
+// applyOnce starts a probe in each pod (podnet exec) and in each node's
+// own namespace, waits until all of them poll, applies Service i
+// (clusterIP ip, selector app=web, 80 → 8080) and waits for every probe's
+// first successful connect. A pod probe that fails is an error; a node's
+// is reported in hostErr.
+func (b *bench) applyOnce(ctx context.Context, self string, pods map[string]string, hostNS []string, i int, ip netip.Addr) (res onceResult, err error) {
 	manifest := filepath.Join(b.dir, fmt.Sprintf("svc-%d.yaml", i))
 	y := fmt.Sprintf("apiVersion: v1\nkind: Service\nmetadata:\n  name: pnb-%d\nspec:\n  clusterIP: %s\n  selector:\n    app: web\n  ports:\n  - port: 80\n    targetPort: 8080\n", i, ip)
 	if err := os.WriteFile(manifest, []byte(y), 0o644); err != nil {
-		return 0, 0, 0, err
+		return res, err
 	}
 	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	type probe struct {
-		node string
+		what string // "pod P on N" or "node namespace NS"
+		host bool
 		cmd  *exec.Cmd
 		sc   *bufio.Scanner
 		errb *bytes.Buffer
@@ -202,78 +228,77 @@ func (b *bench) applyOnce(ctx context.Context, self string, pods map[string]stri
 			_ = p.cmd.Wait()
 		}
 	}()
+	probeArgs := []string{self, "probe", "-addr", netip.AddrPortFrom(ip, 80).String(), "-timeout", "20s"}
+	start := func(what string, host bool, cmd *exec.Cmd) error {
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			return err
+		}
+		errb := &bytes.Buffer{}
+		cmd.Stderr = errb
+		if err := cmd.Start(); err != nil {
+			return fmt.Errorf("probe in %s: %w", what, err)
+		}
+		probes = append(probes, &probe{what: what, host: host, cmd: cmd, sc: bufio.NewScanner(stdout), errb: errb})
+		return nil
+	}
 	nodes := make([]string, 0, len(pods))
 	for n := range pods {
 		nodes = append(nodes, n)
 	}
 	sort.Strings(nodes)
 	for _, n := range nodes {
-		cmd := exec.CommandContext(pctx, filepath.Join(b.o.PodnetBin, "podnet"), "exec", pods[n], "--",
-			self, "probe", "-addr", netip.AddrPortFrom(ip, 80).String(), "-timeout", "20s")
+		cmd := exec.CommandContext(pctx, filepath.Join(b.o.PodnetBin, "podnet"), append([]string{"exec", pods[n], "--"}, probeArgs...)...)
 		cmd.Env = b.env()
-		stdout, err := cmd.StdoutPipe()
-		if err != nil {
-			return 0, 0, 0, err
+		if err := start(fmt.Sprintf("pod %s on %s", pods[n], n), false, cmd); err != nil {
+			return res, err
 		}
-		errb := &bytes.Buffer{}
-		cmd.Stderr = errb
-		if err := cmd.Start(); err != nil {
-			return 0, 0, 0, err
+	}
+	for _, ns := range hostNS {
+		cmd := exec.CommandContext(pctx, "ip", append([]string{"netns", "exec", ns}, probeArgs...)...)
+		if err := start("node namespace "+ns, true, cmd); err != nil {
+			return res, err
 		}
-		probes = append(probes, &probe{node: n, cmd: cmd, sc: bufio.NewScanner(stdout), errb: errb})
 	}
 	for _, p := range probes {
 		if !p.sc.Scan() || p.sc.Text() != "ready" {
-			return 0, 0, 0, fmt.Errorf("probe in %s (node %s) did not start: %q %s", pods[p.node], p.node, p.sc.Text(), strings.TrimSpace(p.errb.String()))
+			return res, fmt.Errorf("probe in %s did not start: %q %s", p.what, p.sc.Text(), strings.TrimSpace(p.errb.String()))
 		}
 	}
 	t0 := time.Now()
 	if _, err := b.podnet(ctx, 30*time.Second, "apply", "-f", manifest); err != nil {
-		return 0, 0, 0, err
+		return res, err
 	}
-	cli = time.Since(t0)
+	res.cli = time.Since(t0)
 	for _, p := range probes {
 		if !p.sc.Scan() {
 			_ = p.cmd.Wait()
-			return 0, 0, 0, fmt.Errorf("from a pod on %s: no connect through %s:80 within 20 s: %s", p.node, ip, strings.TrimSpace(p.errb.String()))
+			msg := fmt.Sprintf("from %s: no connect through %s:80 within 20 s: %s", p.what, ip, strings.TrimSpace(p.errb.String()))
+			if p.host {
+				res.hostErr = msg
+				continue
+			}
+			return res, errors.New(msg)
 		}
 		f := strings.Fields(p.sc.Text())
 		if len(f) != 2 || f[0] != "ok" {
-			return 0, 0, 0, fmt.Errorf("probe on %s said %q", p.node, p.sc.Text())
+			return res, fmt.Errorf("probe in %s said %q", p.what, p.sc.Text())
 		}
 		ns, err := strconv.ParseInt(f[1], 10, 64)
 		if err != nil {
-			return 0, 0, 0, err
+			return res, err
 		}
 		d := time.Unix(0, ns).Sub(t0)
-		if d > all {
-			all = d
+		if p.host {
+			res.hosts = max(res.hosts, d)
+			continue
 		}
-		if first == 0 || d < first {
-			first = d
-		}
-	}
-	return all, first, cli, nil
-}
-
-// fromNode tries one connect from the first node's own namespace; "" if
-// it works, else the error.
-func (b *bench) fromNode(ctx context.Context, dst netip.AddrPort) string {
-	ents, _ := os.ReadDir(netns.Dir)
-	for _, e := range ents {
-		if strings.HasPrefix(e.Name(), cluster.NetNSPrefix(b.clusterName())) && strings.HasSuffix(e.Name(), "-n1") {
-			var msg string
-			err := netns.Do(netns.Path(e.Name()), func() error {
-				_, err := connect(dst, false)
-				return err
-			})
-			if err != nil {
-				msg = err.Error()
-			}
-			return msg
+		res.pods = max(res.pods, d)
+		if res.first == 0 || d < res.first {
+			res.first = d
 		}
 	}
-	return "node n1's namespace not found"
+	return res, nil
 }
 
 // probeCmd is `svcbench probe`: print "ready", then try to connect to
