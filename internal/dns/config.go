@@ -2,6 +2,9 @@ package dns
 
 import (
 	"errors"
+	"io"
+	"log/slog"
+	"os"
 	"sort"
 	"sync"
 
@@ -29,6 +32,10 @@ type Config struct {
 	ListenHosts []string
 	// Debug is set by the debug plugin: panics are not recovered.
 	Debug bool
+
+	// listenAddrs are the bound addresses, set by the server before the
+	// OnStartup hooks run.
+	listenAddrs []string
 
 	plugins  []orderedPlugin
 	chain    Handler
@@ -59,6 +66,13 @@ func (c *Config) Handler(name string) Handler {
 	}
 	return nil
 }
+
+// ListenAddrs are the addresses (host:port, as bound, port 0 resolved)
+// the block is served on; known from the OnStartup hooks on.
+func (c *Config) ListenAddrs() []string { return c.listenAddrs }
+
+// SetListenAddrs is called by the server once the block's sockets exist.
+func (c *Config) SetListenAddrs(a []string) { c.listenAddrs = a }
 
 // Instance is the configuration the block belongs to.
 func (c *Config) Instance() *Instance { return c.inst }
@@ -122,6 +136,12 @@ type Instance struct {
 	// one (the reload plugin calls it).
 	Restart func(Input) error
 
+	// Log is the server's logger; plugins get it with their name through
+	// Controller.Log.
+	Log *slog.Logger
+	// Stdout receives query logs (the log plugin); os.Stdout by default.
+	Stdout io.Writer
+
 	onStartup, onShutdown, onRestart, onRestartFailed, onFinalShutdown []func() error
 
 	mu     sync.Mutex
@@ -129,7 +149,9 @@ type Instance struct {
 }
 
 // NewInstance returns an empty Instance of input.
-func NewInstance(in Input) *Instance { return &Instance{Input: in, values: map[string]any{}} }
+func NewInstance(in Input) *Instance {
+	return &Instance{Input: in, values: map[string]any{}, Log: slog.Default(), Stdout: os.Stdout}
+}
 
 // Set stores a value shared by all blocks of the instance.
 func (i *Instance) Set(key string, v any) {

@@ -2,6 +2,7 @@ package dns
 
 import (
 	"fmt"
+	"log/slog"
 	"strings"
 
 	"github.com/podnet/podnet/internal/dns/corefile"
@@ -171,6 +172,9 @@ func (c *Controller) SyntaxErr(expected string) error {
 func (c *Controller) PropertyErr() error {
 	return c.Errf("unknown property '%s'", c.Val())
 }
+
+// Log is the plugin's logger: the server's, with plugin=NAME.
+func (c *Controller) Log() *slog.Logger { return c.inst.Log.With("plugin", c.name) }
 
 // Config is this server block's configuration.
 func (c *Controller) Config() *Config { return c.cfg }

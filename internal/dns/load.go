@@ -2,6 +2,8 @@ package dns
 
 import (
 	"fmt"
+	"io"
+	"log/slog"
 
 	"github.com/podnet/podnet/internal/dns/corefile"
 )
@@ -13,6 +15,10 @@ type LoadOptions struct {
 	Port string
 	// Parse are the parser's options (environment, file access).
 	Parse corefile.Options
+	// Log is the server's logger (slog.Default() when nil).
+	Log *slog.Logger
+	// Stdout receives query logs (os.Stdout when nil).
+	Stdout io.Writer
 	// DefaultHosts are the addresses of blocks without bind (all
 	// addresses when empty); tests use 127.0.0.1.
 	DefaultHosts []string
@@ -33,6 +39,12 @@ func Load(in Input, o LoadOptions) (*Instance, error) {
 		return nil, &corefile.Error{File: in.File, Msg: "no server blocks"}
 	}
 	inst := NewInstance(in)
+	if o.Log != nil {
+		inst.Log = o.Log
+	}
+	if o.Stdout != nil {
+		inst.Stdout = o.Stdout
+	}
 	seen := map[string]bool{}
 	for _, b := range blocks {
 		cfg := NewConfig(inst)

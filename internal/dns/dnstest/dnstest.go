@@ -6,6 +6,7 @@ package dnstest
 
 import (
 	"context"
+	"io"
 	"net"
 	"os/exec"
 	"strings"
@@ -36,11 +37,39 @@ func Start(t testing.TB, corefile string) *Server {
 	return s
 }
 
+// Options tune StartWith.
+type Options struct {
+	// Stdout receives the log plugin's lines.
+	Stdout io.Writer
+	// File names the Corefile in errors and for the reload plugin
+	// ("Corefile" when empty).
+	File string
+}
+
 // TryStart is Start returning the load error.
 func TryStart(t testing.TB, corefile string) (*Server, error) {
 	t.Helper()
-	in := pdns.Input{File: "Corefile", Contents: []byte(corefile)}
-	r, err := server.Start(in, server.Options{Port: "0", Log: testutil.Logger(t), Load: pdns.LoadOptions{DefaultHosts: []string{"127.0.0.1"}}})
+	return TryStartWith(t, corefile, Options{})
+}
+
+// StartWith is Start with options.
+func StartWith(t testing.TB, corefile string, o Options) *Server {
+	t.Helper()
+	s, err := TryStartWith(t, corefile, o)
+	if err != nil {
+		t.Fatalf("start dns server: %v", err)
+	}
+	return s
+}
+
+// TryStartWith is TryStart with options.
+func TryStartWith(t testing.TB, corefile string, o Options) (*Server, error) {
+	t.Helper()
+	if o.File == "" {
+		o.File = "Corefile"
+	}
+	in := pdns.Input{File: o.File, Contents: []byte(corefile)}
+	r, err := server.Start(in, server.Options{Port: "0", Log: testutil.Logger(t), Load: pdns.LoadOptions{DefaultHosts: []string{"127.0.0.1"}, Stdout: o.Stdout}})
 	if err != nil {
 		return nil, err
 	}

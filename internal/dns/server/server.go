@@ -208,7 +208,8 @@ type Options struct {
 	Port string
 	// Log receives the server's logs; slog.Default() when nil.
 	Log *slog.Logger
-	// Load are the loader's options (Port is overridden by Port above).
+	// Load are the loader's options (Port is overridden by Port above,
+	// Log by Log).
 	Load pdns.LoadOptions
 }
 
@@ -231,6 +232,7 @@ func Start(in pdns.Input, o Options) (*Runner, error) {
 		o.Port = "53"
 	}
 	o.Load.Port = o.Port
+	o.Load.Log = o.Log
 	r := &Runner{o: o, log: o.Log, servers: map[string]*Server{}}
 	if err := r.Reload(in); err != nil {
 		return nil, err
@@ -310,6 +312,24 @@ func (r *Runner) Reload(in pdns.Input) error {
 			return err
 		}
 		fresh[addr] = s
+	}
+	for _, cfg := range inst.Configs {
+		var addrs []string
+		hosts := cfg.ListenHosts
+		if len(hosts) == 0 {
+			hosts = []string{""}
+		}
+		for _, k := range cfg.Keys {
+			for _, h := range hosts {
+				a := net.JoinHostPort(h, k.Port)
+				if s, ok := fresh[a]; ok {
+					addrs = append(addrs, s.Addr())
+				} else if s, ok := r.servers[a]; ok {
+					addrs = append(addrs, s.Addr())
+				}
+			}
+		}
+		cfg.SetListenAddrs(addrs)
 	}
 	old := r.inst
 	if old != nil {
