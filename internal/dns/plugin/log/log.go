@@ -196,4 +196,3 @@ func flags(m *dns.Msg) string {
 	}
 	return strings.Join(fs, ",")
 }
-
