@@ -1,11 +1,14 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -51,8 +54,26 @@ func newEchoServer(g *globals) *cobra.Command {
 			})
 			mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 			srv := &http.Server{Addr: listen, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+			ln, err := net.Listen("tcp", listen)
+			if err != nil {
+				return fmt.Errorf("echo-server: --listen %s: %w", listen, err)
+			}
 			fmt.Fprintf(g.errOut, "echo-server %s listening on %s\n", name, strings.TrimSpace(listen))
-			return srv.ListenAndServe()
+			// SIGTERM: finish the requests in flight, then exit 0, as a
+			// well-behaved app does when its pod is deleted.
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, os.Interrupt)
+			defer stop()
+			served := make(chan error, 1)
+			go func() { served <- srv.Serve(ln) }()
+			select {
+			case err := <-served:
+				return err
+			case <-ctx.Done():
+			}
+			shut, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			fmt.Fprintf(g.errOut, "echo-server %s: terminating, finishing requests in flight\n", name)
+			return srv.Shutdown(shut)
 		},
 	}
 	cmd.Flags().StringVar(&listen, "listen", ":8080", "HTTP listen address")
