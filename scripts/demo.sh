@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The README's main job: a 3-node podnet cluster on this machine, a web
 # server on one node and a client on another, reaching each other without
-# NAT, and a published port reached from a client on the LAN.
+# NAT, and a published port reached from a client on the LAN; then a
+# 3-replica Deployment behind a Service, reached by ClusterIP from a pod,
+# and by NodePort and LoadBalancer address from the LAN.
 #
 # `podnet cluster create` makes every node, the control plane, the underlay
 # switch and an "outside" host as network namespaces; nothing touches the
@@ -54,6 +56,43 @@ podnet cluster exec outside -- curl -sS -m 5 "http://192.168.250.11:8080/from-ou
 
 step "how n2 reaches the other nodes' pods: its routing table"
 podnet cluster exec $NAME-n2 -- ip route
+
+step "a Deployment of 3 replicas, spread over the nodes"
+podnet create deployment hello --replicas 3 --port 8080 -- "$BIN/podnet" echo-server --listen :8080
+podnet rollout status deployment/hello --timeout 120s
+podnet get deployments
+podnet get pods -l app=hello -o wide
+
+step "a Service in front of it: a ClusterIP, a NodePort on every node, a LoadBalancer address"
+podnet expose deployment hello --port 80 --target-port 8080 --type LoadBalancer
+podnet get svc hello
+podnet get endpointslices -l kubernetes.io/service-name=hello
+VIP=$(podnet get svc hello -o jsonpath='{.spec.clusterIP}')
+NODEPORT=$(podnet get svc hello -o jsonpath='{.spec.ports[0].nodePort}')
+
+step "the client on n2 calls the ClusterIP $VIP: a new connection each time, a different pod answering"
+for i in 1 2 3 4 5 6; do podnet exec client -- curl -sS -m 5 "http://$VIP/" | head -n1; done
+
+step "outside reaches the Service through every node's NodePort $NODEPORT"
+for ip in 192.168.250.11 192.168.250.12 192.168.250.13; do
+  printf '%s:%s -> ' "$ip" "$NODEPORT"
+  podnet cluster exec outside -- curl -sS -m 5 "http://$ip:$NODEPORT/" | head -n1
+done
+
+LBIP=""
+for i in $(seq 50); do
+  LBIP=$(podnet get svc hello -o jsonpath='{.status.loadBalancer.ingress[0].ip}')
+  [ -n "$LBIP" ] && break
+  sleep 0.2
+done
+if [ -n "$LBIP" ]; then
+  step "outside reaches the Service's LoadBalancer address $LBIP"
+  for i in 1 2 3; do podnet cluster exec outside -- curl -sS -m 5 "http://$LBIP/" | head -n1; done
+fi
+
+step "the rules that do it, on n2: one map lookup per packet, whatever the number of Services"
+podnet cluster exec $NAME-n2 -- nft list map inet podnet service-ips
+podnet cluster exec $NAME-n2 -- nft list map inet podnet service-eps
 
 echo
 echo "demo: it works"
