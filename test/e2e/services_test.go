@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -255,9 +256,14 @@ func spread(t *testing.T, what string, got map[string]int, endpoints, n int) {
 // the nodes' tables are back to what they were.
 func TestClusterServices(t *testing.T) {
 	c, _, _ := newLocalCluster(t, clusterOpts{nodes: 3, backend: "vxlan"})
+	// The baseline: the table once the agent's proxy has laid out its
+	// static part, before any Service.
 	baseline := map[string]string{}
 	for _, h := range c.rec.Topology.Nodes() {
-		baseline[h.Name] = check(t)(c.hostExec(h.Name, "nft", "list", "table", "inet", "podnet"))
+		eventually(t, "the service layout on "+h.Name, 20*time.Second, func() (bool, string) {
+			baseline[h.Name] = check(t)(c.hostExec(h.Name, "nft", "list", "table", "inet", "podnet"))
+			return strings.Contains(baseline[h.Name], "set services-layout-"), baseline[h.Name]
+		})
 	}
 	// The client and the host-network pod go first, so that the scheduler
 	// (fewest pods) spreads the replicas over all three nodes.
@@ -319,18 +325,29 @@ func TestClusterServices(t *testing.T) {
 		}
 	})
 	t.Run("a Service without ready endpoints refuses within 10 ms", func(t *testing.T) {
-		ip := c.service("nothing").Spec.ClusterIP
-		out := c.shell("pod:client", "curl -sS -o /dev/null -m 2 -w '%{exitcode} %{time_total}\\n' http://"+ip+"/ 2>/dev/null || true")
-		var code int
-		var secs float64
-		if _, err := fmt.Sscanf(strings.TrimSpace(out), "%d %g", &code, &secs); err != nil {
-			t.Fatalf("curl said %q: %v", out, err)
+		// From the client pod's namespace, 20 connects; the median counts,
+		// so a scheduling hiccup of this shared machine does not.
+		addr := c.service("nothing").Spec.ClusterIP + ":80"
+		var took []time.Duration
+		for range 20 {
+			var err error
+			start := time.Now()
+			c.inPod("client", func() error {
+				var conn net.Conn
+				conn, err = net.DialTimeout("tcp", addr, 2*time.Second)
+				if err == nil {
+					conn.Close()
+				}
+				return nil
+			})
+			took = append(took, time.Since(start))
+			if !errors.Is(err, syscall.ECONNREFUSED) {
+				t.Fatalf("connect to %s (no endpoints): %v, want connection refused", addr, err)
+			}
 		}
-		if code != 7 { // CURLE_COULDNT_CONNECT: refused
-			t.Fatalf("curl exit %d (want 7, connection refused) after %.3fs", code, secs)
-		}
-		if secs > 0.010 {
-			t.Errorf("refused after %.1f ms, want ≤ 10 ms", secs*1000)
+		sort.Slice(took, func(i, j int) bool { return took[i] < took[j] })
+		if took[len(took)/2] > 10*time.Millisecond {
+			t.Errorf("refused after a median of %s (all: %v), want ≤ 10 ms", took[len(took)/2], took)
 		}
 	})
 	t.Run("an unallocated service IP is rejected, not routed", func(t *testing.T) {
@@ -355,6 +372,12 @@ func TestClusterServices(t *testing.T) {
 		}
 	})
 	t.Run("NodePort via every node; Cluster masquerades, Local keeps the source", func(t *testing.T) {
+		// The pods scaled away must be gone: a terminating endpoint still
+		// serves Local traffic on its node when no ready one is there.
+		eventually(t, "1 pod of web left", 60*time.Second, func() (bool, string) {
+			out, _ := c.podnet("get", "pods", "-l", "app=web", "-o", "name")
+			return len(strings.Fields(out)) == 1, out
+		})
 		eps := c.readyEndpoints("web")
 		if len(eps) != 1 {
 			t.Fatalf("want 1 endpoint after scaling, have %v", eps)
@@ -586,13 +609,14 @@ func (c *localCluster) checkConnSurvives(t *testing.T, from, url string) {
 		name := fmt.Sprintf("unrelated-%d", i)
 		c.must("create", "service", "clusterip", name, "--tcp=80:8080")
 		ip := c.service(name).Spec.ClusterIP
+		// No selector, no endpoints: its verdict is a reject.
 		eventually(t, name+" on "+clientNode, 10*time.Second, func() (bool, string) {
-			out, _ := c.hostExec(clientNode, "nft", "list", "map", "inet", "podnet", "service-ips")
+			out, _ := c.hostExec(clientNode, "nft", "list", "map", "inet", "podnet", "service-noep")
 			return strings.Contains(out, ip+" . "), out
 		})
 		c.must("delete", "svc", name)
 		eventually(t, name+" gone from "+clientNode, 10*time.Second, func() (bool, string) {
-			out, _ := c.hostExec(clientNode, "nft", "list", "map", "inet", "podnet", "service-ips")
+			out, _ := c.hostExec(clientNode, "nft", "list", "table", "inet", "podnet")
 			return !strings.Contains(out, ip+" . "), out
 		})
 		if i%10 == 9 {
