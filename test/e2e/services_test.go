@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -722,8 +723,38 @@ spec:
 // stopped, and reports the status of each ("200", or "000" for a failure).
 type load struct {
 	cmd  *exec.Cmd
-	out  bytes.Buffer
+	out  lockedBuffer
 	stop string
+}
+
+// lockedBuffer is a bytes.Buffer written by a command and read meanwhile.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (w *lockedBuffer) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *lockedBuffer) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
+}
+
+// requests is how many requests the load has finished so far.
+func (l *load) requests() int { return strings.Count(l.out.String(), "\n") }
+
+// waitRequests waits until the load has finished n more requests.
+func (l *load) waitRequests(t *testing.T, n int) {
+	t.Helper()
+	from := l.requests()
+	eventually(t, fmt.Sprintf("%d more requests of the load", n), 60*time.Second, func() (bool, string) {
+		return l.requests() >= from+n, l.out.String()
+	})
 }
 
 func (c *localCluster) startLoad(pod, url string) *load {
@@ -781,6 +812,7 @@ func TestClusterServiceRollingUpdate(t *testing.T) {
 
 	t.Run("rolling update", func(t *testing.T) {
 		l := c.startLoad("client", url)
+		l.waitRequests(t, 10)
 		c.must("rollout", "restart", "deployment/web")
 		c.must("rollout", "status", "deployment/web", "--timeout", "120s")
 		newEPs, _ := c.waitReady("web", 3, 60*time.Second)
@@ -814,6 +846,7 @@ func TestClusterServiceRollingUpdate(t *testing.T) {
 				l := c.nodeLease(h.Name)
 				return l != 0 && l != lease, fmt.Sprintf("lease %x (old %x)", l, lease)
 			})
+			l.waitRequests(t, 20)
 		}
 		c.waitReady("web", 3, 30*time.Second)
 		total, failed := l.finish(t)
