@@ -20,8 +20,6 @@ NAME=demo
 step()   { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 podnet() { "$BIN/podnet" "$@"; }
 podip()  { podnet get pod "$1" -o json | sed -n 's/.*"podIP": "\(.*\)".*/\1/p'; }
-# svcfield SVC FIELD VALUE-PATTERN: the first such field of the Service.
-svcfield() { podnet get svc "$1" -o json | sed -n "s/.*\"$2\": $3.*/\1/p" | head -n1; }
 
 cleanup() {
   set +e
@@ -69,8 +67,8 @@ step "a Service in front of it: a ClusterIP, a NodePort on every node, a LoadBal
 podnet expose deployment hello --port 80 --target-port 8080 --type LoadBalancer
 podnet get svc hello
 podnet get endpointslices -l kubernetes.io/service-name=hello
-VIP=$(svcfield hello clusterIP '"\(.*\)"')
-NODEPORT=$(svcfield hello nodePort '\([0-9]*\)')
+VIP=$(podnet get svc hello -o jsonpath='{.spec.clusterIP}')
+NODEPORT=$(podnet get svc hello -o jsonpath='{.spec.ports[0].nodePort}')
 
 step "the client on n2 calls the ClusterIP $VIP: a new connection each time, a different pod answering"
 for i in 1 2 3 4 5 6; do podnet exec client -- curl -sS -m 5 "http://$VIP/" | head -n1; done
@@ -83,7 +81,7 @@ done
 
 LBIP=""
 for i in $(seq 50); do
-  LBIP=$(svcfield hello ip '"\(.*\)"')
+  LBIP=$(podnet get svc hello -o jsonpath='{.status.loadBalancer.ingress[0].ip}')
   [ -n "$LBIP" ] && break
   sleep 0.2
 done
