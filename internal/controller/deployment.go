@@ -34,6 +34,7 @@ const (
 	msgMinimumAvailable        = "Deployment has minimum availability."
 	msgMinimumUnavailable      = "Deployment does not have minimum availability."
 	maxRevisionHistoryDeletion = 50
+	maxSurgePods               = 1 << 24
 )
 
 var deployKind, _ = api.KindOf(&appsv1.Deployment{})
@@ -178,7 +179,7 @@ func Fenceposts(ru *appsv1.RollingUpdateDeployment, replicas int32) (surge, unav
 	if ru == nil {
 		return 0, 0
 	}
-	surge = scaledValue(ru.MaxSurge, replicas, true)
+	surge = min(scaledValue(ru.MaxSurge, replicas, true), maxSurgePods) // no int32 overflow
 	unavailable = scaledValue(ru.MaxUnavailable, replicas, false)
 	if surge == 0 && unavailable == 0 {
 		unavailable = 1
@@ -201,7 +202,7 @@ func scaledValue(v *intstr.IntOrString, total int32, up bool) int32 {
 	if err != nil {
 		return 0
 	}
-	f := float64(pct) * float64(total) / 100
+	f := min(float64(pct)*float64(total)/100, maxSurgePods)
 	if up {
 		return int32(math.Ceil(f))
 	}

@@ -483,3 +483,27 @@ func TestDeploymentBehindService(t *testing.T) {
 		return len(p) == 0 && len(r) == 0
 	})
 }
+
+// FuzzFenceposts: any maxSurge/maxUnavailable that passes validation
+// resolves without panicking to values a rollout can use: never negative,
+// unavailable at most replicas, never both zero with replicas > 0.
+func FuzzFenceposts(f *testing.F) {
+	f.Add("25%", "25%", int32(3))
+	f.Add("0", "0", int32(1))
+	f.Add("100%", "0%", int32(10))
+	f.Fuzz(func(t *testing.T, surge, unavail string, replicas int32) {
+		if replicas < 0 || replicas > 1<<20 {
+			return
+		}
+		parse := func(s string) intstr.IntOrString { return intstr.Parse(s) }
+		d := newDeployment("web", replicas, rollingUpdate(parse(surge), parse(unavail)))
+		api.DefaultDeployment(d)
+		if len(api.ValidateDeployment(d)) > 0 {
+			return
+		}
+		s, u := Fenceposts(d.Spec.Strategy.RollingUpdate, replicas)
+		if s < 0 || u < 0 || u > replicas || (replicas > 0 && s == 0 && u == 0) {
+			t.Fatalf("surge %q unavailable %q of %d: %d/%d", surge, unavail, replicas, s, u)
+		}
+	})
+}
