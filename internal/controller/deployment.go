@@ -66,7 +66,8 @@ var deployKind, _ = api.KindOf(&appsv1.Deployment{})
 //     conditions Available and Progressing (NewReplicaSetAvailable,
 //     ReplicaSetUpdated, ProgressDeadlineExceeded), written on change.
 //
-// A paused Deployment is neither rolled out nor scaled.
+// A paused Deployment is not rolled out (no new ReplicaSet, no change to
+// old ones); when one ReplicaSet alone has replicas it is still scaled.
 type Deployments struct {
 	s      *store.Store
 	log    *slog.Logger
@@ -284,9 +285,38 @@ func (c *Deployments) deployment(ctx context.Context, d *appsv1.Deployment, owne
 		if err := c.cleanup(ctx, d, olds); err != nil {
 			return due, fmt.Errorf("deployment %s: %w", name, err)
 		}
+	} else if r := activeOrLatest(newRS, olds); r != nil {
+		// Paused: no rollout, but scaling applies to the one ReplicaSet
+		// that has replicas (or the newest if none has).
+		if err := c.scale(ctx, d, r, replicas); err != nil {
+			return due, fmt.Errorf("deployment %s: %w", name, err)
+		}
 	}
 	next, err := c.writeStatus(ctx, d, newRS, olds, replicas, now)
 	return soonest(due, next), err
+}
+
+// activeOrLatest returns the only ReplicaSet with replicas, or if none
+// has any the new one or else the newest old one; nil when several have
+// replicas (a rollout in flight).
+func activeOrLatest(newRS *rsState, olds []*rsState) *rsState {
+	all := olds // by revision
+	if newRS != nil {
+		all = append(append([]*rsState(nil), olds...), newRS)
+	}
+	var active []*rsState
+	for _, r := range all {
+		if r.spec > 0 {
+			active = append(active, r)
+		}
+	}
+	switch {
+	case len(active) == 1:
+		return active[0]
+	case len(active) == 0 && len(all) > 0:
+		return all[len(all)-1]
+	}
+	return nil
 }
 
 // oldsGone reports whether no old ReplicaSet wants or has a pod.

@@ -507,3 +507,34 @@ func FuzzFenceposts(f *testing.F) {
 		}
 	})
 }
+
+// TestPausedDeployment: a paused Deployment is scaled but not rolled out;
+// resuming rolls the new template out.
+func TestPausedDeployment(t *testing.T) {
+	s := clusterStore(t, "10.244.0.0/16", time.Hour)
+	startKubelet(t, s, 0, "n1")
+	rc, dc := deploymentLoops(t, s)
+	startManager(t, s, "m", []Loop{rc, dc})
+	if err := s.Create(context.Background(), newDeployment("web", 2)); err != nil {
+		t.Fatal(err)
+	}
+	d := waitComplete(t, s, "web", 2)
+	mutateDeploy(t, s, "web", func(d *appsv1.Deployment) {
+		d.Spec.Paused = true
+		d.Spec.Replicas = ptr(int32(3))
+		setVersion("2")(d)
+	})
+	eventually(t, "paused: scaled, Progressing Unknown", func() bool {
+		d := getDeploy(t, s, "web")
+		p := deployCondition(d.Status.Conditions, appsv1.DeploymentProgressing)
+		return d.Status.ObservedGeneration == d.Generation && d.Status.AvailableReplicas == 3 && p != nil && p.Reason == ReasonPaused
+	})
+	if got := rsSummary(ownedRS(t, s, d)); got != "r1:3" {
+		t.Fatalf("paused: replica sets %s", got)
+	}
+	mutateDeploy(t, s, "web", func(d *appsv1.Deployment) { d.Spec.Paused = false })
+	d = waitComplete(t, s, "web", 3)
+	if got := rsSummary(ownedRS(t, s, d)); got != "r1:0 r2:3" {
+		t.Fatalf("resumed: replica sets %s", got)
+	}
+}
