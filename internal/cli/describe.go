@@ -104,7 +104,7 @@ func kv(m map[string]string) string {
 }
 
 func describePod(w io.Writer, p *corev1.Pod) {
-	tw := tabwriter.NewWriter(w, 0, 8, 1, ' ', 0)
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
 	defer tw.Flush()
 	fmt.Fprintf(tw, "Name:\t%s\n", p.Name)
 	fmt.Fprintf(tw, "Namespace:\t%s\n", p.Namespace)

@@ -19,7 +19,7 @@ func nodeRoles(n *corev1.Node) string { return api.NodeRoles(n) }
 // describeNode prints a node, its conditions (with their messages, e.g. a
 // pod CIDR exhaustion) and the pods bound to it.
 func describeNode(w io.Writer, n *corev1.Node, pods []*corev1.Pod) {
-	tw := tabwriter.NewWriter(w, 0, 8, 1, ' ', 0)
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
 	fmt.Fprintf(tw, "Name:\t%s\n", n.Name)
 	fmt.Fprintf(tw, "Roles:\t%s\n", nodeRoles(n))
 	fmt.Fprintf(tw, "Labels:\t%s\n", kv(n.Labels))
