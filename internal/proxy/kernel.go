@@ -3,9 +3,11 @@ package proxy
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -90,8 +92,9 @@ func (b knftBackend) run(ctx context.Context, static *knftables.Transaction, d *
 // per map and operation rather than one per element, which knftables
 // writes): nft parses and sends them far faster (README.md has numbers).
 type kernelBackend struct {
-	netns string
-	path  string // nft binary
+	netns    string
+	path     string // nft binary
+	textOnly bool   // never the netlink writer (PODNET_PROXY_NFT_TEXT=1)
 }
 
 func newKernelBackend(netnsPath string) (*kernelBackend, error) {
@@ -99,7 +102,7 @@ func newKernelBackend(netnsPath string) (*kernelBackend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("proxy: %w", err)
 	}
-	return &kernelBackend{netns: netnsPath, path: p}, nil
+	return &kernelBackend{netns: netnsPath, path: p, textOnly: os.Getenv("PODNET_PROXY_NFT_TEXT") != ""}, nil
 }
 
 func (k *kernelBackend) do(fn func() error) error {
@@ -110,17 +113,42 @@ func (k *kernelBackend) do(fn func() error) error {
 }
 
 func (k *kernelBackend) run(ctx context.Context, static *knftables.Transaction, d *delta) error {
+	if !k.textOnly {
+		msgs, err := netlinkBatch(d)
+		if err == nil {
+			// The static declaration (first sync only) goes first, in its
+			// own small nft transaction: it is idempotent, and the delta
+			// needs it.
+			if static != nil {
+				if err := k.runText(ctx, static.String()); err != nil {
+					return err
+				}
+			}
+			if err := k.do(func() error { return sendBatch(msgs) }); err != nil {
+				return fmt.Errorf("nf_tables batch of %d messages: %w", len(msgs), err)
+			}
+			return nil
+		}
+		if !errors.Is(err, errNoNetlink) {
+			return err
+		}
+	}
 	var b strings.Builder
 	if static != nil {
 		b.WriteString(static.String())
 	}
 	d.writeText(&b)
-	if b.Len() == 0 {
+	return k.runText(ctx, b.String())
+}
+
+// runText runs nft statements as one `nft -f -` transaction.
+func (k *kernelBackend) runText(ctx context.Context, text string) error {
+	if text == "" {
 		return nil
 	}
 	return k.do(func() error {
 		cmd := exec.CommandContext(ctx, k.path, "-f", "-")
-		cmd.Stdin = strings.NewReader(b.String())
+		cmd.Stdin = strings.NewReader(text)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			msg := strings.TrimSpace(string(out))
 			if len(msg) > 2000 {

@@ -139,6 +139,9 @@ func TestSyncScale(t *testing.T) {
 	if c := strings.Count(out, "goto svc-"); c != n {
 		t.Fatalf("service-ips has %d entries, want %d", c, n)
 	}
+	if n <= 3 {
+		t.Logf("table:\n%s", testutil.Run(t, "ip", "netns", "exec", ns, "nft", "list", "table", "inet", nft.TableName))
+	}
 
 	// One Service changes one endpoint.
 	var one cost
@@ -179,4 +182,91 @@ func TestSyncScale(t *testing.T) {
 			t.Errorf("one change %v (best of 5), goal ≤ 50ms", one.wall)
 		}
 	}
+}
+
+// The netlink writer programs exactly what the nft text writer does: the
+// same Services through each, in two namespaces, list identically (also
+// after a round of changes and deletions).
+func TestNetlinkWriterEqualsText(t *testing.T) {
+	testutil.RequireRoot(t)
+	testutil.LookTool(t, "nft", "nftables")
+	ctx := context.Background()
+	type side struct {
+		ns string
+		p  *proxy.Proxier
+	}
+	var sides []side
+	for _, text := range []bool{false, true} {
+		ns, path := testutil.NewNS(t)
+		if text {
+			t.Setenv("PODNET_PROXY_NFT_TEXT", "1")
+		}
+		p := proxy.New(proxy.Config{NodeName: "n1", ClusterCIDR: netip.MustParsePrefix("10.244.0.0/16"),
+			ServiceCIDR: netip.MustParsePrefix("10.96.0.0/12"), NetNS: path})
+		if _, err := p.Sync(ctx); err != nil { // the backend is chosen here
+			t.Fatal(err)
+		}
+		sides = append(sides, side{ns, p})
+	}
+	mk := func(i int, mut func(*corev1.Service)) (*corev1.Service, *discoveryv1.EndpointSlice) {
+		s, sl := scaleService(i, 3)
+		s.Spec.Ports = append(s.Spec.Ports, corev1.ServicePort{Name: "dns", Protocol: corev1.ProtocolUDP, Port: 53, TargetPort: intstr.FromInt32(53)})
+		pn, udp, port := "dns", corev1.ProtocolUDP, int32(53)
+		sl.Ports = append(sl.Ports, discoveryv1.EndpointPort{Name: &pn, Protocol: &udp, Port: &port})
+		if mut != nil {
+			mut(s)
+		}
+		return s, sl
+	}
+	nodePort := func(np int32) func(*corev1.Service) {
+		return func(s *corev1.Service) {
+			s.Spec.Type = corev1.ServiceTypeNodePort
+			s.Spec.Ports[0].NodePort = np
+			s.Spec.ExternalIPs = []string{fmt.Sprintf("192.168.60.%d", np%100)}
+		}
+	}
+	local := corev1.ServiceInternalTrafficPolicyLocal
+	objs := map[int]func(*corev1.Service){
+		0: nil,
+		1: nodePort(30001),
+		2: func(s *corev1.Service) {
+			nodePort(30002)(s)
+			s.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
+		},
+		3: func(s *corev1.Service) { s.Spec.InternalTrafficPolicy = &local },
+		4: nil, // gets no endpoints
+	}
+	apply := func(round int) {
+		for _, sd := range sides {
+			for i, mut := range objs {
+				s, sl := mk(i, mut)
+				if round == 1 && i == 0 {
+					sd.p.DeleteService(s.Namespace, s.Name)
+					sd.p.DeleteSlice(sl)
+					continue
+				}
+				sd.p.SetService(s)
+				if i == 4 {
+					continue
+				}
+				if round == 1 {
+					sl = scaleSlice(s, i, 2, 100)
+				}
+				sd.p.SetSlice(sl)
+			}
+			if _, err := sd.p.Sync(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		a := testutil.Run(t, "ip", "netns", "exec", sides[0].ns, "nft", "list", "table", "inet", nft.TableName)
+		b := testutil.Run(t, "ip", "netns", "exec", sides[1].ns, "nft", "list", "table", "inet", nft.TableName)
+		if a != b {
+			t.Fatalf("round %d: netlink and text writers differ:\n%s", round, diffLines(b, a))
+		}
+		if !strings.Contains(a, "30002") || !strings.Contains(a, "fib saddr type local goto svc-") {
+			t.Fatalf("round %d: table lacks the Services:\n%s", round, a)
+		}
+	}
+	apply(0)
+	apply(1)
 }
