@@ -44,6 +44,7 @@ type applyRun struct {
 	hosts   []time.Duration // … → the last node namespace's (host network)
 	cli     []time.Duration // the `podnet apply` exec alone
 	hostErr string          // why probing from the nodes themselves stopped
+	mem     *agentMem       // the agents' memory with many Services (phase agentmem)
 	err     error
 }
 
@@ -140,6 +141,13 @@ func (b *bench) applyPhase(ctx context.Context) *applyRun {
 	}
 	fmt.Fprintf(os.Stderr, "svcbench:   %d Services: apply → a pod on every node p50 %s, max %s\n", rounds,
 		benchutil.Median(ar.all).Round(time.Millisecond), benchutil.Quantile(ar.all, 1).Round(time.Millisecond))
+	if b.want["agentmem"] && ctx.Err() == nil {
+		ar.mem = b.loadServices(ctx, rec, b.o.agentSvcs, b.o.eps)
+		if ar.mem.err != nil {
+			b.failed++
+			fmt.Fprintf(os.Stderr, "svcbench: agent memory: FAILED: %v\n", ar.mem.err)
+		}
+	}
 	return ar
 }
 
@@ -376,4 +384,124 @@ func sweepClusters(tmpBase, podnet string) {
 			fmt.Fprintf(os.Stderr, "bench: podnet cluster delete --name %s: %v: %s\n", name, err, out)
 		}
 	}
+}
+
+// agentMem is the agents' memory with many Services loaded.
+type agentMem struct {
+	services      int
+	before, after []int // VmRSS (KiB) of each agent, before and after
+	anon          []int // RssAnon after
+	server        int   // the server's VmRSS after
+	apply         time.Duration
+	programmed    time.Duration // apply start → every node's service-ips holds them all
+	err           error
+}
+
+// loadServices applies n selector-less Services with a hand-written
+// EndpointSlice of eps endpoints each (managed-by pnb-bench, so the
+// EndpointSlice controller leaves them alone) through 16 parallel `podnet
+// apply`s, waits until every node's service-ips map holds them, and reads
+// the agents' memory.
+func (b *bench) loadServices(ctx context.Context, rec *cluster.Record, n, eps int) *agentMem {
+	am := &agentMem{services: n}
+	for i := range rec.Agents {
+		rss, _, _, _ := procMem(rec.Agents[i].PID())
+		am.before = append(am.before, rss)
+	}
+	base := map[string]int{}
+	for _, node := range rec.Topology.Nodes() {
+		c, err := countServiceIPs(ctx, node.NetNS)
+		if err != nil {
+			am.err = fmt.Errorf("node %s: %w", node.Name, err)
+			return am
+		}
+		base[node.Name] = c
+	}
+	o := generate(genSpec{services: n, eps: eps, targets: 1})
+	ns := filepath.Join(b.dir, "bench-ns.yaml")
+	if err := os.WriteFile(ns, []byte("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: bench\n"), 0o644); err != nil {
+		am.err = err
+		return am
+	}
+	if _, err := b.podnet(ctx, 30*time.Second, "apply", "-f", ns); err != nil {
+		am.err = err
+		return am
+	}
+	const parts = 16
+	var files []string
+	for p := 0; p < parts; p++ {
+		var items []any
+		for i := p; i < n; i += parts {
+			s := o.Slices[i]
+			s.Labels["endpointslice.kubernetes.io/managed-by"] = "pnb-bench"
+			svc := o.Services[i]
+			svc.Spec.Selector = nil
+			// Created, not updated: no resourceVersion or UID to match.
+			svc.ResourceVersion, svc.UID, s.ResourceVersion = "", "", ""
+			items = append(items, svc, s)
+		}
+		data, err := json.Marshal(map[string]any{"apiVersion": "v1", "kind": "List", "items": items})
+		if err != nil {
+			am.err = err
+			return am
+		}
+		f := filepath.Join(b.dir, fmt.Sprintf("load-%d.json", p))
+		if err := os.WriteFile(f, data, 0o644); err != nil {
+			am.err = err
+			return am
+		}
+		files = append(files, f)
+	}
+	fmt.Fprintf(os.Stderr, "svcbench: agent memory: applying %d Services × %d endpoints (%d parallel podnet apply) …\n", n, eps, parts)
+	t0 := time.Now()
+	errs := make(chan error, parts)
+	for _, f := range files {
+		go func(f string) {
+			_, err := b.podnet(ctx, 15*time.Minute, "apply", "-f", f)
+			errs <- err
+		}(f)
+	}
+	for range files {
+		if err := <-errs; err != nil && am.err == nil {
+			am.err = fmt.Errorf("apply: %v", firstLine(err.Error()))
+		}
+	}
+	am.apply = time.Since(t0)
+	if am.err != nil {
+		return am
+	}
+	fmt.Fprintf(os.Stderr, "svcbench:   applied in %s; waiting for every agent to program them …\n", am.apply.Round(time.Second))
+	deadline := time.Now().Add(15 * time.Minute)
+	for _, node := range rec.Topology.Nodes() {
+		for {
+			got, err := countServiceIPs(ctx, node.NetNS)
+			if err == nil && got >= base[node.Name]+n {
+				break
+			}
+			if time.Now().After(deadline) || ctx.Err() != nil {
+				am.err = fmt.Errorf("node %s programmed %d of %d Services in 15 min (%v)", node.Name, got-base[node.Name], n, err)
+				return am
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+		}
+	}
+	am.programmed = time.Since(t0)
+	for i := range rec.Agents {
+		rss, anon, _, _ := procMem(rec.Agents[i].PID())
+		am.after, am.anon = append(am.after, rss), append(am.anon, anon)
+	}
+	am.server, _, _, _ = procMem(rec.Server.PID())
+	return am
+}
+
+// countServiceIPs counts the elements of a node's service-ips map.
+func countServiceIPs(ctx context.Context, ns string) (int, error) {
+	out, err := inNS(ctx, ns, os.DevNull, "nft", "list", "map", "inet", "podnet", "service-ips")
+	if err != nil {
+		return 0, err
+	}
+	return bytes.Count(out, []byte(": goto ")), nil
 }

@@ -49,6 +49,7 @@ type options struct {
 	iperfRounds int
 	iperfPeers  string
 	phases      string
+	agentSvcs   int
 }
 
 // peer names: podnet, and the kube-proxy driver's modes.
@@ -77,7 +78,8 @@ func main() {
 	flag.IntVar(&o.iperfSecs, "iperf-secs", 3, "seconds per iperf3 run (plus 1 s omitted)")
 	flag.IntVar(&o.iperfRounds, "iperf-rounds", 5, "iperf3 rounds, each one run to the pod IP and one to the ClusterIP (median of the per-round ratios reported)")
 	flag.StringVar(&o.iperfPeers, "iperf-peers", "podnet,nftables", "proxies whose ClusterIP throughput is measured")
-	flag.StringVar(&o.phases, "phases", "sync,latency,iperf,apply", "what to run: sync, latency (loads each proxy as sync does), iperf, apply (a local cluster)")
+	flag.StringVar(&o.phases, "phases", "sync,latency,iperf,apply", "what to run: sync, latency (loads each proxy as sync does), iperf, apply (a local cluster), agentmem (then loads -agent-services into that cluster: minutes; needs apply)")
+	flag.IntVar(&o.agentSvcs, "agent-services", 10000, "Services (× -endpoints) loaded into the local cluster for the agents' memory")
 	flag.Parse()
 	os.Exit(run(o))
 }

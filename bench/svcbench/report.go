@@ -123,6 +123,34 @@ func (b *bench) printApply(w io.Writer) {
 	if a.err != nil {
 		fmt.Fprintf(w, "FAILED after %d Services: %v\n", len(a.all), firstLine(a.err.Error()))
 	}
+	if m := a.mem; m != nil {
+		b.printAgentMem(w, m)
+	}
+}
+
+func (b *bench) printAgentMem(w io.Writer, m *agentMem) {
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "agent memory in the same cluster with %d more Services × %d endpoints (selector-less, hand-written EndpointSlices)\n", m.services, b.o.eps)
+	head := fmt.Sprintf("%-42s%14s%14s", "metric", "median", "max")
+	fmt.Fprintln(w, head)
+	line := strings.Repeat("-", len(head)+20)
+	fmt.Fprintln(w, line)
+	if m.err != nil {
+		fmt.Fprintf(w, "FAILED: %v\n", firstLine(m.err.Error()))
+		fmt.Fprintln(w, line)
+		return
+	}
+	med := func(v []int) string { return mib(benchutil.Median(v)) }
+	mx := func(v []int) string { return mib(slices.Max(append([]int{0}, v...))) }
+	fmt.Fprintf(w, "%-42s%14s%14s\n", "agent VmRSS with 20 Services", med(m.before), mx(m.before))
+	fmt.Fprintf(w, "%-42s%14s%14s\n", fmt.Sprintf("agent VmRSS with %s Services", scaleName(m.services+20)), med(m.after), mx(m.after))
+	fmt.Fprintf(w, "%-42s%14s%14s\n", "  of which RssAnon (its own)", med(m.anon), mx(m.anon))
+	fmt.Fprintf(w, "%-42s%14s\n", "server VmRSS (etcd + controllers)", mib(m.server))
+	fmt.Fprintf(w, "%-42s%14s\n", "  (info) the 16 parallel podnet applys", m.apply.Round(100*time.Millisecond))
+	fmt.Fprintf(w, "%-42s%14s\n", "  (info) apply start → all on every node", m.programmed.Round(100*time.Millisecond))
+	fmt.Fprintln(w, line)
+	fmt.Fprintln(w, "compare: the drivers' VmRSS at 10k in the first table (kube-proxy's driver holds its proxier and the decoded objects,")
+	fmt.Fprintln(w, "an agent its informers' caches and the proxier).")
 }
 
 func (b *bench) val(peer string, n int, f func(*peerRun) float64) float64 {
