@@ -1,8 +1,13 @@
 package dns
 
 import (
+	"context"
+	"fmt"
 	"net"
+	"net/http"
+	"strconv"
 	"sync"
+	"time"
 )
 
 // ListenTCP returns a listener on addr that survives reloads: while one
@@ -93,3 +98,38 @@ func (r *listenerRef) Close() error {
 }
 
 func (r *listenerRef) Addr() net.Addr { return r.s.l.Addr() }
+
+// ServeHTTP serves h on addr through a shared listener (ListenTCP) and
+// returns the function that stops it. Plugins call it from OnStartup and
+// the stop function from OnShutdown.
+func ServeHTTP(addr string, h http.Handler) (stop func() error, err error) {
+	l, err := ListenTCP(addr)
+	if err != nil {
+		return nil, err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(l)
+	var once sync.Once
+	return func() error {
+		var err error
+		once.Do(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			err = srv.Shutdown(ctx)
+			l.Close()
+		})
+		return err
+	}, nil
+}
+
+// CheckHostPort validates an ADDRESS argument ("host:port", ":port").
+func CheckHostPort(addr string) error {
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if n, err := strconv.Atoi(p); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("port %q is not a number from 0 to 65535", p)
+	}
+	return nil
+}

@@ -7,6 +7,9 @@ import (
 	_ "github.com/podnet/podnet/internal/dns/plugin/bind"
 	_ "github.com/podnet/podnet/internal/dns/plugin/debug"
 	_ "github.com/podnet/podnet/internal/dns/plugin/errors"
+	_ "github.com/podnet/podnet/internal/dns/plugin/health"
 	_ "github.com/podnet/podnet/internal/dns/plugin/log"
+	_ "github.com/podnet/podnet/internal/dns/plugin/prometheus"
+	_ "github.com/podnet/podnet/internal/dns/plugin/ready"
 	_ "github.com/podnet/podnet/internal/dns/plugin/whoami"
 )
