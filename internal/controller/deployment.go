@@ -369,6 +369,14 @@ func (c *Deployments) createRS(ctx context.Context, d *appsv1.Deployment, hash s
 	}
 	err := c.s.Create(ctx, rs)
 	if apierrors.IsAlreadyExists(err) {
+		if o, gerr := c.s.Get(ctx, rsKind, rs.Namespace, rs.Name); gerr == nil {
+			if ref := metav1.GetControllerOf(o); ref != nil && ref.Kind == "Deployment" && ref.Name == d.Name && ref.UID != d.UID {
+				// Left by an earlier Deployment of this name: the garbage
+				// collector is deleting it; the name is free soon.
+				c.log.Info("replica set name held by an earlier deployment's replica set; waiting for its collection", "deployment", d.Namespace+"/"+d.Name, "replicaset", rs.Name)
+				return nil, nil
+			}
+		}
 		// Taken by a ReplicaSet this Deployment does not own, or of another
 		// template (a hash collision): hash again with a higher count.
 		cnt := int32(1)

@@ -8,6 +8,7 @@ import (
 	"github.com/podnet/podnet/internal/api"
 	"github.com/podnet/podnet/internal/store"
 	"github.com/podnet/podnet/internal/testutil"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -171,4 +172,51 @@ func TestGarbageCollection(t *testing.T) {
 	if p := pod(t, s, "foreign"); p.DeletionTimestamp != nil {
 		t.Fatal("pod owned by an unknown kind deleted")
 	}
+}
+
+// TestDeploymentRecreatedByName: a Deployment deleted and created again at
+// once gets its ReplicaSet under the same hash name once the garbage
+// collector has removed the earlier one (no collision count).
+func TestDeploymentRecreatedByName(t *testing.T) {
+	s := clusterStore(t, "10.244.0.0/16", time.Hour)
+	ctx := context.Background()
+	startKubelet(t, s, 0, "n1")
+	rc, dc := deploymentLoops(t, s)
+	startManager(t, s, "m", []Loop{rc, dc})
+	gc := NewGarbageCollector(s, testutil.Logger(t), time.Hour)
+	if err := s.Create(ctx, newDeployment("web", 2)); err != nil {
+		t.Fatal(err)
+	}
+	first := waitComplete(t, s, "web", 2)
+	if _, err := s.Delete(ctx, deployKind, "default", "web", store.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Create(ctx, newDeployment("web", 2)); err != nil {
+		t.Fatal(err)
+	}
+	// The earlier ReplicaSet still holds the name: no collision, a wait.
+	if err := dc.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if d := getDeploy(t, s, "web"); d.Status.CollisionCount != nil || len(ownedRS(t, s, d)) != 0 {
+		t.Fatalf("collisionCount %v, replica sets %v", d.Status.CollisionCount, sliceNamesRS(ownedRS(t, s, d)))
+	}
+	for range 2 { // the ReplicaSet, then its pods
+		if err := gc.Reconcile(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d := waitComplete(t, s, "web", 2)
+	rss := ownedRS(t, s, d)
+	if d.UID == first.UID || len(rss) != 1 || rss[0].Name != "web-"+TemplateHash(&d.Spec.Template, nil) || d.Status.CollisionCount != nil {
+		t.Fatalf("replica sets %v, collisionCount %v", sliceNamesRS(rss), d.Status.CollisionCount)
+	}
+}
+
+func sliceNamesRS(rss []*appsv1.ReplicaSet) []string {
+	var out []string
+	for _, rs := range rss {
+		out = append(out, rs.Name)
+	}
+	return out
 }
