@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/netip"
 	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/podnet/podnet/internal/api"
+	"github.com/podnet/podnet/internal/l2announce"
 	"github.com/podnet/podnet/internal/store"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -114,6 +116,9 @@ func describeService(ctx context.Context, s *store.Store, o api.Object, w io.Wri
 			ing = append(ing, a)
 		}
 		pw.line(0, "LoadBalancer Ingress:\t%s", strings.Join(ing, ", "))
+		if svc.Spec.Type == corev1.ServiceTypeLoadBalancer {
+			pw.line(0, "Announced By (L2):\t%s", announcers(ctx, s, svc, slices))
+		}
 	}
 	for _, p := range svc.Spec.Ports {
 		name := p.Name
@@ -150,6 +155,41 @@ func describeService(ctx context.Context, s *store.Store, o api.Object, w io.Wri
 	}
 	pw.line(0, "Events:\t<none>")
 	return pw.Flush()
+}
+
+// announcers says which node answers ARP for each load-balancer address,
+// computed as every agent does (l2announce.Assign): "n1", or
+// "192.168.250.200 on n1, ..." for several, "<none>" if no node may.
+func announcers(ctx context.Context, s *store.Store, svc *corev1.Service, slices []*discoveryv1.EndpointSlice) string {
+	k, _ := api.KindOf(&corev1.Node{})
+	list, _, err := s.List(ctx, k, "")
+	if err != nil {
+		return "<unknown: " + err.Error() + ">"
+	}
+	nodes := make([]*corev1.Node, 0, len(list))
+	for _, o := range list {
+		nodes = append(nodes, o.(*corev1.Node))
+	}
+	got := l2announce.Assign([]*corev1.Service{svc}, nodes, slices)
+	var out []string
+	for _, in := range svc.Status.LoadBalancer.Ingress {
+		ip, err := netip.ParseAddr(in.IP)
+		if err != nil {
+			continue
+		}
+		n := got[ip]
+		if n == "" {
+			n = api.None
+		}
+		if len(svc.Status.LoadBalancer.Ingress) == 1 {
+			return n
+		}
+		out = append(out, in.IP+" on "+n)
+	}
+	if len(out) == 0 {
+		return api.None
+	}
+	return strings.Join(out, ", ")
 }
 
 // serviceSlices are the EndpointSlices of a Service (by the

@@ -72,6 +72,7 @@ spec:
 	})
 	first := l2announce.Elect(ip, names)
 	onlyAnswer(t, outside, ip, func(m string) bool { return macs[m] == first }, first)
+	c.describesAnnouncer("web", first)
 	if nb := c.neighbour(ip); macs[nb] != first {
 		t.Fatalf("outside's neighbour entry for %s is %q, want %s's", ip, nb, first)
 	}
@@ -116,6 +117,7 @@ spec:
 	}
 	reached := time.Since(start)
 	onlyAnswer(t, outside, ip, func(m string) bool { return macs[m] == second }, second)
+	c.describesAnnouncer("web", second)
 	t.Logf("failover after kill -9 of %s's agent: neighbour entry on %s after %s, Service reached after %s",
 		first, second, moved.Round(10*time.Millisecond), reached.Round(10*time.Millisecond))
 	if moved > ttl+5*time.Second {
@@ -142,6 +144,15 @@ spec:
 		return err == nil && strings.Contains(out, "client: "+outside.IP().String()+"\n"), out
 	})
 	onlyAnswer(t, outside, soloIP, func(m string) bool { return macs[m] == c.node(2).Name }, c.node(2).Name+" (Local, the endpoint's node)")
+}
+
+// describesAnnouncer: `describe svc` names the announcing node.
+func (c *localCluster) describesAnnouncer(svc, node string) {
+	c.t.Helper()
+	out := c.must("describe", "svc", svc)
+	if !regexp.MustCompile(`(?m)^Announced By \(L2\):\s+` + regexp.QuoteMeta(node) + `$`).MatchString(out) {
+		c.t.Errorf("describe svc %s does not name %s as the announcer:\n%s", svc, node, out)
+	}
 }
 
 // apply applies a manifest.
