@@ -1,0 +1,301 @@
+// Package plugutil holds the small helpers the data plugins (hosts, file,
+// forward, cache, rewrite, template) share: zone matching, fallthrough
+// scopes, reverse-name parsing, chaining to the next handler, and a
+// recording ResponseWriter for tests and for plugins that inspect what the
+// rest of the chain wrote.
+package plugutil
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+
+	"github.com/miekg/dns"
+)
+
+// Handler is the two-method plugin interface of the DNS server.
+type Handler interface {
+	ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error)
+	Name() string
+}
+
+// ErrNoNext is returned when a plugin passes a query on and nothing follows it.
+var ErrNoNext = errors.New("no next plugin found")
+
+// NextOrFailure calls next, or answers SERVFAIL (by returning it: the server
+// writes the reply) when there is no next handler.
+func NextOrFailure(name string, next Handler, ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
+	if next == nil {
+		return dns.RcodeServerFailure, fmt.Errorf("%s: %w", name, ErrNoNext)
+	}
+	return next.ServeDNS(ctx, w, r)
+}
+
+// ClientWrite reports whether an rcode returned by a handler means the
+// handler already wrote the reply. Failure rcodes are written by the server.
+func ClientWrite(rcode int) bool {
+	switch rcode {
+	case dns.RcodeServerFailure, dns.RcodeRefused, dns.RcodeFormatError, dns.RcodeNotImplemented:
+		return false
+	}
+	return true
+}
+
+// Normalize lowercases a name and makes it fully qualified.
+func Normalize(name string) string {
+	return strings.ToLower(dns.Fqdn(name))
+}
+
+// HostZone turns a server-block key or zone argument ("example.org",
+// "dns://example.org:1053", "10.0.0.0/24") into normalized zone names.
+// A CIDR expands to the reverse zones it covers on octet (v4) or nibble (v6)
+// boundaries; a prefix that is not on a boundary is rounded down to the
+// enclosing one.
+func HostZone(s string) []string {
+	s = strings.TrimPrefix(s, "dns://")
+	if h, _, err := net.SplitHostPort(s); err == nil {
+		s = h
+	} else if i := strings.LastIndex(s, ":"); i > 0 && !strings.Contains(s, "/") && strings.Count(s, ":") == 1 {
+		s = s[:i]
+	}
+	if p, err := netip.ParsePrefix(s); err == nil {
+		return []string{reverseZone(p)}
+	}
+	return []string{Normalize(s)}
+}
+
+func reverseZone(p netip.Prefix) string {
+	p = p.Masked()
+	a := p.Addr()
+	if a.Is4() {
+		octets := p.Bits() / 8
+		b := a.As4()
+		var sb strings.Builder
+		for i := octets - 1; i >= 0; i-- {
+			fmt.Fprintf(&sb, "%d.", b[i])
+		}
+		return sb.String() + "in-addr.arpa."
+	}
+	nibbles := p.Bits() / 4
+	b := a.As16()
+	var sb strings.Builder
+	for i := nibbles - 1; i >= 0; i-- {
+		n := b[i/2]
+		if i%2 == 0 {
+			n >>= 4
+		}
+		fmt.Fprintf(&sb, "%x.", n&0xf)
+	}
+	return sb.String() + "ip6.arpa."
+}
+
+// Origins returns the zones named in args, or when there are none, the
+// server block's keys.
+func Origins(args, serverBlockKeys []string) []string {
+	src := args
+	if len(src) == 0 {
+		src = serverBlockKeys
+	}
+	var out []string
+	for _, s := range src {
+		out = append(out, HostZone(s)...)
+	}
+	return out
+}
+
+// Zones is a list of normalized zone names.
+type Zones []string
+
+// Matches returns the longest zone qname is in or below, or "".
+func (z Zones) Matches(qname string) string {
+	best := ""
+	for _, zone := range z {
+		if dns.IsSubDomain(zone, qname) && len(zone) > len(best) {
+			best = zone
+		}
+	}
+	return best
+}
+
+// Contains reports whether qname is in or below one of the zones.
+func (z Zones) Contains(qname string) bool {
+	for _, zone := range z {
+		if dns.IsSubDomain(zone, qname) {
+			return true
+		}
+	}
+	return false
+}
+
+// Fall is a fallthrough scope: nil/empty means no fallthrough; a list of
+// zones means fall through for names in them ("." for all).
+type Fall struct{ Zones Zones }
+
+// SetZonesFromArgs sets the scope from a `fallthrough [ZONES...]` line.
+func (f *Fall) SetZonesFromArgs(args []string) {
+	if len(args) == 0 {
+		f.Zones = Zones{"."}
+		return
+	}
+	f.Zones = nil
+	for _, a := range args {
+		f.Zones = append(f.Zones, HostZone(a)...)
+	}
+}
+
+// Through reports whether qname falls through.
+func (f Fall) Through(qname string) bool { return f.Zones.Contains(qname) }
+
+// ReverseAddr returns the address named by an in-addr.arpa or ip6.arpa
+// name, or an invalid Addr when the name is not a complete reverse name.
+func ReverseAddr(name string) netip.Addr {
+	name = strings.ToLower(dns.Fqdn(name))
+	switch {
+	case strings.HasSuffix(name, ".in-addr.arpa."):
+		labels := strings.Split(strings.TrimSuffix(name, ".in-addr.arpa."), ".")
+		if len(labels) != 4 {
+			return netip.Addr{}
+		}
+		for i, j := 0, len(labels)-1; i < j; i, j = i+1, j-1 {
+			labels[i], labels[j] = labels[j], labels[i]
+		}
+		a, err := netip.ParseAddr(strings.Join(labels, "."))
+		if err != nil || !a.Is4() {
+			return netip.Addr{}
+		}
+		return a
+	case strings.HasSuffix(name, ".ip6.arpa."):
+		labels := strings.Split(strings.TrimSuffix(name, ".ip6.arpa."), ".")
+		if len(labels) != 32 {
+			return netip.Addr{}
+		}
+		var b [16]byte
+		for i, l := range labels {
+			if len(l) != 1 {
+				return netip.Addr{}
+			}
+			var v byte
+			switch c := l[0]; {
+			case c >= '0' && c <= '9':
+				v = c - '0'
+			case c >= 'a' && c <= 'f':
+				v = c - 'a' + 10
+			default:
+				return netip.Addr{}
+			}
+			pos := 31 - i
+			if pos%2 == 0 {
+				b[pos/2] |= v << 4
+			} else {
+				b[pos/2] |= v
+			}
+		}
+		return netip.AddrFrom16(b)
+	}
+	return netip.Addr{}
+}
+
+// Recorder is a ResponseWriter that keeps the message written to it and can
+// pass it on to an inner writer. With a nil inner writer it only records.
+type Recorder struct {
+	dns.ResponseWriter
+	Msg   *dns.Msg
+	Rcode int
+}
+
+// NewRecorder wraps w (which may be nil).
+func NewRecorder(w dns.ResponseWriter) *Recorder { return &Recorder{ResponseWriter: w} }
+
+// WriteMsg records m and forwards it when there is an inner writer.
+func (r *Recorder) WriteMsg(m *dns.Msg) error {
+	r.Msg = m
+	r.Rcode = m.Rcode
+	if r.ResponseWriter == nil {
+		return nil
+	}
+	return r.ResponseWriter.WriteMsg(m)
+}
+
+// Write records the packed message and forwards it.
+func (r *Recorder) Write(b []byte) (int, error) {
+	m := new(dns.Msg)
+	if err := m.Unpack(b); err == nil {
+		r.Msg = m
+		r.Rcode = m.Rcode
+	}
+	if r.ResponseWriter == nil {
+		return len(b), nil
+	}
+	return r.ResponseWriter.Write(b)
+}
+
+// LocalAddr and RemoteAddr work without an inner writer (tests, prefetch).
+func (r *Recorder) LocalAddr() net.Addr {
+	if r.ResponseWriter == nil {
+		return &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 53}
+	}
+	return r.ResponseWriter.LocalAddr()
+}
+
+// RemoteAddr is the client's address, 127.0.0.1:40212 without an inner writer.
+func (r *Recorder) RemoteAddr() net.Addr {
+	if r.ResponseWriter == nil {
+		return &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40212}
+	}
+	return r.ResponseWriter.RemoteAddr()
+}
+
+// Close, TsigStatus, TsigTimersOnly and Hijack are no-ops without an inner writer.
+func (r *Recorder) Close() error {
+	if r.ResponseWriter == nil {
+		return nil
+	}
+	return r.ResponseWriter.Close()
+}
+
+// TsigStatus implements dns.ResponseWriter.
+func (r *Recorder) TsigStatus() error {
+	if r.ResponseWriter == nil {
+		return nil
+	}
+	return r.ResponseWriter.TsigStatus()
+}
+
+// TsigTimersOnly implements dns.ResponseWriter.
+func (r *Recorder) TsigTimersOnly(b bool) {
+	if r.ResponseWriter != nil {
+		r.ResponseWriter.TsigTimersOnly(b)
+	}
+}
+
+// Hijack implements dns.ResponseWriter.
+func (r *Recorder) Hijack() {
+	if r.ResponseWriter != nil {
+		r.ResponseWriter.Hijack()
+	}
+}
+
+// IsTCP reports whether the client reached us over TCP.
+func IsTCP(w dns.ResponseWriter) bool {
+	_, ok := w.RemoteAddr().(*net.TCPAddr)
+	return ok
+}
+
+// UDPSize is the client's advertised EDNS0 buffer size (at least 512).
+func UDPSize(r *dns.Msg) int {
+	if o := r.IsEdns0(); o != nil && o.UDPSize() > 512 {
+		return int(o.UDPSize())
+	}
+	return 512
+}
+
+// DO reports whether the query set the DNSSEC OK bit.
+func DO(r *dns.Msg) bool {
+	if o := r.IsEdns0(); o != nil {
+		return o.Do()
+	}
+	return false
+}
