@@ -1,0 +1,105 @@
+package cache
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics are the cache's Prometheus series, named as CoreDNS names them.
+// A nil *Metrics records nothing.
+type Metrics struct {
+	Entries     *prometheus.GaugeVec
+	Hits        *prometheus.CounterVec
+	Misses      *prometheus.CounterVec
+	Requests    *prometheus.CounterVec
+	Prefetches  *prometheus.CounterVec
+	Drops       *prometheus.CounterVec
+	ServedStale *prometheus.CounterVec
+	Evictions   *prometheus.CounterVec
+}
+
+// NewMetrics makes the series and registers them with reg (when not nil);
+// series already registered by an earlier instance are reused.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	typed := []string{"server", "type", "zones", "view"}
+	plain := []string{"server", "zones", "view"}
+	m := &Metrics{
+		Entries:     prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "coredns", Subsystem: "cache", Name: "entries", Help: "The number of elements in the cache."}, typed),
+		Hits:        prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "coredns", Subsystem: "cache", Name: "hits_total", Help: "The count of cache hits."}, typed),
+		Misses:      prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "coredns", Subsystem: "cache", Name: "misses_total", Help: "The count of cache misses. Deprecated, derive misses from cache hits/requests counters."}, plain),
+		Requests:    prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "coredns", Subsystem: "cache", Name: "requests_total", Help: "The count of cache requests."}, plain),
+		Prefetches:  prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "coredns", Subsystem: "cache", Name: "prefetch_total", Help: "The number of times the cache has prefetched a cached item."}, plain),
+		Drops:       prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "coredns", Subsystem: "cache", Name: "drops_total", Help: "The number responses that are not cached, because the reply is malformed."}, plain),
+		ServedStale: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "coredns", Subsystem: "cache", Name: "served_stale_total", Help: "The number of requests served from stale cache entries."}, plain),
+		Evictions:   prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "coredns", Subsystem: "cache", Name: "evictions_total", Help: "The count of cache evictions."}, typed),
+	}
+	if reg == nil {
+		return m
+	}
+	m.Entries = registerOr(reg, m.Entries)
+	m.Hits = registerOr(reg, m.Hits)
+	m.Misses = registerOr(reg, m.Misses)
+	m.Requests = registerOr(reg, m.Requests)
+	m.Prefetches = registerOr(reg, m.Prefetches)
+	m.Drops = registerOr(reg, m.Drops)
+	m.ServedStale = registerOr(reg, m.ServedStale)
+	m.Evictions = registerOr(reg, m.Evictions)
+	return m
+}
+
+func registerOr[T prometheus.Collector](reg prometheus.Registerer, c T) T {
+	if err := reg.Register(c); err != nil {
+		if are, ok := err.(prometheus.AlreadyRegisteredError); ok {
+			if existing, ok := are.ExistingCollector.(T); ok {
+				return existing
+			}
+		}
+	}
+	return c
+}
+
+func (m *Metrics) request(server, zones string) {
+	if m != nil {
+		m.Requests.WithLabelValues(server, zones, "").Inc()
+	}
+}
+
+func (m *Metrics) hit(server, typ, zones string) {
+	if m != nil {
+		m.Hits.WithLabelValues(server, typ, zones, "").Inc()
+	}
+}
+
+func (m *Metrics) miss(server, zones string) {
+	if m != nil {
+		m.Misses.WithLabelValues(server, zones, "").Inc()
+	}
+}
+
+func (m *Metrics) prefetchInc(server, zones string) {
+	if m != nil {
+		m.Prefetches.WithLabelValues(server, zones, "").Inc()
+	}
+}
+
+func (m *Metrics) drop(server, zones string) {
+	if m != nil {
+		m.Drops.WithLabelValues(server, zones, "").Inc()
+	}
+}
+
+func (m *Metrics) servedStale(server, zones string) {
+	if m != nil {
+		m.ServedStale.WithLabelValues(server, zones, "").Inc()
+	}
+}
+
+func (m *Metrics) evict(server, typ, zones string) {
+	if m != nil {
+		m.Evictions.WithLabelValues(server, typ, zones, "").Inc()
+	}
+}
+
+func (m *Metrics) size(server, zones string, pos, neg int) {
+	if m != nil {
+		m.Entries.WithLabelValues(server, "success", zones, "").Set(float64(pos))
+		m.Entries.WithLabelValues(server, "denial", zones, "").Set(float64(neg))
+	}
+}
