@@ -63,7 +63,7 @@ type clock struct {
 	t  time.Time
 }
 
-func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
 func (c *clock) add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
 
 func newTestCache(cfg Config, b *backend) (*Cache, *clock) {
@@ -223,7 +223,11 @@ func TestServeStaleAndPrefetch(t *testing.T) {
 	cfg.Prefetch, cfg.PrefetchPercentage = 2, 50
 	b2 := &backend{reply: aReply(100)}
 	c2, clk2 := newTestCache(cfg, b2)
-	noExtra := func(r *dns.Msg) (*dns.Msg, int, error) { m, rc, err := aReply(100)(r); m.Extra = nil; return m, rc, err }
+	noExtra := func(r *dns.Msg) (*dns.Msg, int, error) {
+		m, rc, err := aReply(100)(r)
+		m.Extra = nil
+		return m, rc, err
+	}
 	b2.reply = noExtra
 	query(t, c2, "p.example.org.", dns.TypeA, false)
 	clk2.add(10 * time.Second)

@@ -1,0 +1,221 @@
+package forward
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// Timeouts of one upstream exchange.
+const (
+	dialTimeout        = 2 * time.Second
+	defaultReadTimeout = 2 * time.Second
+	hcTimeout          = time.Second
+)
+
+// errCachedClosed means a pooled connection was closed by the peer before
+// our query went out; the exchange is retried on a new one.
+var errCachedClosed = errors.New("cached connection was closed by the peer")
+
+// Proxy is one upstream: its address, its failure count, a pool of idle
+// connections per transport, and the health probe that runs after failures.
+type Proxy struct {
+	addr        string // host:port
+	fails       atomic.Uint32
+	readTimeout time.Duration
+	expire      time.Duration
+
+	mu   sync.Mutex
+	idle map[string][]pooled // "udp" / "tcp"
+
+	hc       healthCheck
+	probing  atomic.Bool
+	interval time.Duration
+	stop     chan struct{}
+	stopOnce sync.Once
+	metrics  *Metrics
+}
+
+type pooled struct {
+	c    *dns.Conn
+	used time.Time
+}
+
+type healthCheck struct {
+	domain string
+	rd     bool
+	tcp    bool
+}
+
+func newProxy(addr string, m *Metrics) *Proxy {
+	return &Proxy{addr: addr, readTimeout: defaultReadTimeout, expire: 10 * time.Second,
+		idle: map[string][]pooled{}, hc: healthCheck{domain: ".", rd: true}, interval: 500 * time.Millisecond,
+		stop: make(chan struct{}), metrics: m}
+}
+
+// Addr is the upstream's host:port.
+func (p *Proxy) Addr() string { return p.addr }
+
+// Down reports whether the upstream failed more than maxFails health checks
+// in a row; maxFails 0 means never down.
+func (p *Proxy) Down(maxFails uint32) bool {
+	return maxFails != 0 && p.fails.Load() > maxFails
+}
+
+// close stops the probe and closes pooled connections.
+func (p *Proxy) close() {
+	p.stopOnce.Do(func() { close(p.stop) })
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for proto, conns := range p.idle {
+		for _, pc := range conns {
+			pc.c.Close()
+		}
+		delete(p.idle, proto)
+	}
+}
+
+func (p *Proxy) get(proto string) (*dns.Conn, bool, error) {
+	now := time.Now()
+	p.mu.Lock()
+	conns := p.idle[proto]
+	for len(conns) > 0 {
+		pc := conns[len(conns)-1]
+		conns = conns[:len(conns)-1]
+		if now.Sub(pc.used) < p.expire {
+			p.idle[proto] = conns
+			p.mu.Unlock()
+			return pc.c, true, nil
+		}
+		pc.c.Close()
+	}
+	p.idle[proto] = conns
+	p.mu.Unlock()
+	c, err := net.DialTimeout(proto, p.addr, dialTimeout)
+	if err != nil {
+		return nil, false, err
+	}
+	return &dns.Conn{Conn: c}, false, nil
+}
+
+func (p *Proxy) put(proto string, c *dns.Conn) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	select {
+	case <-p.stop:
+		c.Close()
+		return
+	default:
+	}
+	p.idle[proto] = append(p.idle[proto], pooled{c: c, used: time.Now()})
+}
+
+// exchange sends r (with a fresh ID) over proto and returns the reply with
+// r's ID. A UDP reply with another ID is skipped, as are short reads.
+func (p *Proxy) exchange(ctx context.Context, r *dns.Msg, proto string, udpSize uint16) (*dns.Msg, error) {
+	start := time.Now()
+	origID := r.Id
+	q := r.Copy()
+	q.Id = dns.Id()
+	wire, err := q.Pack()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errInvalidRequest, err)
+	}
+	c, cached, err := p.get(proto)
+	if err != nil {
+		return nil, err
+	}
+	c.UDPSize = max(udpSize, 512)
+	if proto == "udp" {
+		c.UDPSize = dns.MaxMsgSize // the server truncates for the client, not us
+	}
+	deadline := time.Now().Add(p.readTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	c.SetWriteDeadline(deadline)
+	if _, err := c.Write(wire); err != nil {
+		c.Close()
+		if cached {
+			return nil, errCachedClosed
+		}
+		return nil, err
+	}
+	c.SetReadDeadline(deadline)
+	var ret *dns.Msg
+	for {
+		ret, err = c.ReadMsg()
+		if err != nil {
+			if proto == "udp" && ((ret == nil && errors.Is(err, dns.ErrShortRead)) || (ret != nil && ret.Id != q.Id)) {
+				continue
+			}
+			c.Close()
+			if cached && proto == "tcp" && isEOF(err) {
+				return nil, errCachedClosed
+			}
+			return nil, err
+		}
+		if ret.Id == q.Id {
+			break
+		}
+		// a late reply to an earlier query on this socket: skip it
+	}
+	p.put(proto, c)
+	ret.Id = origID
+	p.metrics.observe(p.addr, ret.Rcode, time.Since(start))
+	return ret, nil
+}
+
+func isEOF(err error) bool { return errors.Is(err, io.EOF) }
+
+// healthcheck starts probing the upstream, if no probe runs yet: a `. IN
+// NS` query every interval until one gets any DNS reply back.
+func (p *Proxy) healthcheck() {
+	if !p.probing.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer p.probing.Store(false)
+		t := time.NewTicker(p.interval)
+		defer t.Stop()
+		for {
+			if p.check() == nil {
+				return
+			}
+			select {
+			case <-p.stop:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+}
+
+// check sends one health query; failure counts toward max_fails.
+func (p *Proxy) check() error {
+	ping := new(dns.Msg)
+	ping.SetQuestion(p.hc.domain, dns.TypeNS)
+	ping.RecursionDesired = p.hc.rd
+	cl := &dns.Client{Net: "udp", Timeout: hcTimeout}
+	if p.hc.tcp {
+		cl.Net = "tcp"
+	}
+	m, _, err := cl.Exchange(ping, p.addr)
+	if err != nil && m != nil && (m.Response || m.Opcode == dns.OpcodeQuery) {
+		err = nil // some DNS came back: the upstream is alive
+	}
+	if err != nil {
+		p.metrics.hcFailure(p.addr)
+		p.fails.Add(1)
+		return err
+	}
+	p.fails.Store(0)
+	return nil
+}
