@@ -7,41 +7,76 @@ package plugutil
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"strings"
 
 	"github.com/miekg/dns"
+
+	pdns "github.com/podnet/podnet/internal/dns"
 )
 
-// Handler is the two-method plugin interface of the DNS server.
-type Handler interface {
-	ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error)
-	Name() string
-}
+// Handler is the server's plugin interface.
+type Handler = pdns.Handler
 
-// ErrNoNext is returned when a plugin passes a query on and nothing follows it.
-var ErrNoNext = errors.New("no next plugin found")
-
-// NextOrFailure calls next, or answers SERVFAIL (by returning it: the server
-// writes the reply) when there is no next handler.
+// NextOrFailure calls next, or fails with SERVFAIL when the chain ends here.
 func NextOrFailure(name string, next Handler, ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
-	if next == nil {
-		return dns.RcodeServerFailure, fmt.Errorf("%s: %w", name, ErrNoNext)
-	}
-	return next.ServeDNS(ctx, w, r)
+	return pdns.NextOrFailure(name, next, ctx, w, r)
 }
 
-// ClientWrite reports whether an rcode returned by a handler means the
-// handler already wrote the reply. Failure rcodes are written by the server.
-func ClientWrite(rcode int) bool {
-	switch rcode {
-	case dns.RcodeServerFailure, dns.RcodeRefused, dns.RcodeFormatError, dns.RcodeNotImplemented:
-		return false
+// ClientWrite reports whether a handler returning rcode wrote the reply.
+func ClientWrite(rcode int) bool { return pdns.ClientWrite(rcode) }
+
+type resolveDepth struct{}
+
+// ServerResolve sends name/qtype through the server that is serving ctx's
+// query, as CoreDNS's upstream lookups do: the server block with the
+// longest matching zone on the same port answers, and its reply is
+// returned. r is the client's query (its EDNS0 and flags are kept). With
+// no server in ctx (unit tests) it returns nil, nil.
+func ServerResolve(ctx context.Context, r *dns.Msg, name string, qtype uint16) (*dns.Msg, error) {
+	si := pdns.ServerInfoFrom(ctx)
+	if si.Config == nil || si.Config.Instance() == nil {
+		return nil, nil
 	}
-	return true
+	depth, _ := ctx.Value(resolveDepth{}).(int)
+	if depth > 8 {
+		return nil, fmt.Errorf("resolving %s: more than 8 nested lookups", name)
+	}
+	ctx = context.WithValue(ctx, resolveDepth{}, depth+1)
+	q := r.Copy()
+	q.Question = []dns.Question{{Name: name, Qtype: qtype, Qclass: dns.ClassINET}}
+	lname := strings.ToLower(name)
+	var best *pdns.Config
+	bestZone := ""
+	for _, c := range si.Config.Instance().Configs {
+		if c.Port != si.Config.Port {
+			continue
+		}
+		for _, z := range c.Zones {
+			if dns.IsSubDomain(z, lname) && (best == nil || len(z) > len(bestZone)) {
+				best, bestZone = c, z
+			}
+		}
+	}
+	if best == nil || best.Chain() == nil {
+		m := new(dns.Msg)
+		m.SetRcode(q, dns.RcodeRefused)
+		return m, nil
+	}
+	rec := NewRecorder(nil)
+	ctx = pdns.WithServerInfo(ctx, pdns.ServerInfo{Server: si.Server, Zone: bestZone, Config: best})
+	rc, err := best.Chain().ServeDNS(ctx, rec, q)
+	if rec.Msg == nil {
+		if !ClientWrite(rc) {
+			m := new(dns.Msg)
+			m.SetRcode(q, rc)
+			return m, nil
+		}
+		return nil, err
+	}
+	return rec.Msg, nil
 }
 
 // Normalize lowercases a name and makes it fully qualified.
