@@ -176,6 +176,9 @@ func (s *Services) syncLoop(ctx context.Context) {
 			continue
 		}
 		delay = 100 * time.Millisecond
+		if st.Pending > 0 {
+			poke(s.kick)
+		}
 		s.Metrics.LastSyncNanos.Store(int64(st.Took))
 		s.Metrics.Services.Store(int64(st.Services))
 		s.Metrics.Ports.Store(int64(st.Ports))

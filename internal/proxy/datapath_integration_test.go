@@ -592,3 +592,30 @@ func TestBackToBaseline(t *testing.T) {
 	}
 	_ = svcs
 }
+
+// Two Services with the same nodePort: the kernel takes no two elements
+// with one key, so without arbitration every sync would fail. The first
+// keeps it, the table programs, and the other takes over when the first
+// is deleted.
+func TestFrontendConflictOnKernel(t *testing.T) {
+	w := newWeb(t)
+	a := newService("first", "10.96.0.120", portSpec{name: "http", proto: corev1.ProtocolTCP, port: 80, targetPort: 8080, nodePort: 30120})
+	b := newService("second", "10.96.0.121", portSpec{name: "http", proto: corev1.ProtocolTCP, port: 80, targetPort: 8080, nodePort: 30120})
+	w.c.setService(a)
+	w.c.setService(b)
+	w.c.setSlice(newSlice(a, "first-1", epOf(w.a)))
+	w.c.setSlice(newSlice(b, "second-1", epOf(w.b)))
+	w.c.sync()
+	if got := hits(t, w.c.outsidePath, ipPort(w.n1.ip, 30120), 10); got["a:8080"] != 10 {
+		t.Errorf("nodePort 30120 of first: %v", got)
+	}
+	if got := hits(t, w.cli.path, ipPort("10.96.0.121", 80), 10); got["b:8080"] != 10 {
+		t.Errorf("second's ClusterIP: %v", got)
+	}
+	w.c.deleteService(a)
+	w.c.sync()
+	w.c.sync() // second was refused the port: it is due again
+	if got := hits(t, w.c.outsidePath, ipPort(w.n1.ip, 30120), 10); got["b:8080"] != 10 {
+		t.Errorf("nodePort 30120 after first's deletion: %v", got)
+	}
+}

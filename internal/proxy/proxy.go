@@ -60,6 +60,7 @@ type Stats struct {
 	Ports     int           // Service ports
 	Endpoints int           // endpoints programmed (cluster-wide lists)
 	Changed   int           // Services whose state changed in this sync
+	Pending   int           // Services already due for another sync (a frontend they were refused was released)
 	Took      time.Duration // sync latency
 }
 
@@ -85,6 +86,11 @@ type Proxier struct {
 	usedIDs  map[uint32]string
 	nextID   uint32
 	hairRef  map[netip.Addr]int
+	// claims: frontend (address . proto . port, or node port) → the one
+	// Service that has it; losers: Services refused one, re-synced when it
+	// is released.
+	claims   map[string]string
+	losers   map[string][]string
 	hairKern map[netip.Addr]bool
 	touchAll bool // first sync after restore: check every hairpin element
 }
@@ -217,6 +223,7 @@ func (p *Proxier) Sync(ctx context.Context) (Stats, error) {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
+	built := make(map[string]*svcState, len(keys))
 	for _, k := range keys {
 		in := inputs[k]
 		ns := newState()
@@ -228,6 +235,11 @@ func (p *Proxier) Sync(ctx context.Context) (Stats, error) {
 			}
 			ns = s
 		}
+		built[k] = ns
+	}
+	p.claim(keys, built)
+	for _, k := range keys {
+		ns := built[k]
 		old := p.applied[k]
 		if old == nil {
 			old = newState()
@@ -314,6 +326,9 @@ func (p *Proxier) Sync(ctx context.Context) (Stats, error) {
 	}
 	st := p.stats()
 	st.Changed = changed
+	p.mu.Lock()
+	st.Pending = len(p.dirty)
+	p.mu.Unlock()
 	st.Took = time.Since(start)
 	return st, buildErr
 }
@@ -328,6 +343,67 @@ func (p *Proxier) stats() Stats {
 		st.Endpoints += s.endpoints
 	}
 	return st
+}
+
+// frontID names what an element claims: a frontend, which only one
+// Service may have (two map elements with one key and different verdicts
+// would fail the whole transaction, every sync).
+func frontID(e elem) (string, bool) {
+	switch e.set {
+	case MapServiceIPs, MapNoEndpoints:
+		return "ip|" + e.key, true
+	case MapServiceNodePorts, MapNoEndpointPorts:
+		return "np|" + e.key, true
+	}
+	return "", false
+}
+
+// claim gives each frontend of the Services being synced to one of them:
+// the one that already had it, else the first by namespace/name. A
+// Service refused a frontend keeps its others and is synced again when
+// the frontend is released.
+func (p *Proxier) claim(keys []string, built map[string]*svcState) {
+	var retry []string
+	for _, k := range keys {
+		if old := p.applied[k]; old != nil {
+			keep := map[string]bool{}
+			for _, e := range built[k].elems {
+				if fid, ok := frontID(e); ok {
+					keep[fid] = true
+				}
+			}
+			for _, e := range old.elems {
+				if fid, ok := frontID(e); ok && p.claims[fid] == k && !keep[fid] {
+					delete(p.claims, fid)
+					retry = append(retry, p.losers[fid]...)
+					delete(p.losers, fid)
+				}
+			}
+		}
+	}
+	for _, k := range keys {
+		ns := built[k]
+		for id, e := range ns.elems {
+			fid, ok := frontID(e)
+			if !ok {
+				continue
+			}
+			if c, taken := p.claims[fid]; taken && c != k {
+				delete(ns.elems, id)
+				p.losers[fid] = append(p.losers[fid], k)
+				p.log.Warn("two Services have the same frontend; the first keeps it", "frontend", e.key, "kept", c, "refused", k)
+				continue
+			}
+			p.claims[fid] = k
+		}
+	}
+	if len(retry) > 0 {
+		p.mu.Lock()
+		for _, k := range retry {
+			p.dirty[k] = true
+		}
+		p.mu.Unlock()
+	}
 }
 
 // groupID returns the id of an endpoint group, allocating one.
@@ -509,6 +585,8 @@ func (p *Proxier) restore(ctx context.Context, tx *knftables.Transaction) error 
 	p.ids = map[string]uint32{}
 	p.usedIDs = map[uint32]string{}
 	p.hairRef = map[netip.Addr]int{}
+	p.claims = map[string]string{}
+	p.losers = map[string][]string{}
 	p.hairKern = map[netip.Addr]bool{}
 	p.mu.Lock()
 	for k := range p.services {
@@ -611,6 +689,13 @@ func (p *Proxier) restore(ctx context.Context, tx *knftables.Transaction) error 
 			p.dirty[k] = true
 		}
 		p.mu.Unlock()
+	}
+	for owner, s := range p.applied {
+		for _, e := range s.elems {
+			if fid, ok := frontID(e); ok {
+				p.claims[fid] = owner
+			}
+		}
 	}
 	// The hairpin refcounts start from the restored endpoint elements;
 	// every restored Service is re-diffed, which recounts them.

@@ -236,3 +236,46 @@ func TestAllDeletedBackToBaseline(t *testing.T) {
 		t.Errorf("table not back to baseline:\n%s\n--- want\n%s", got, base)
 	}
 }
+
+// Two Services with one frontend (an externalIP and port, a nodePort):
+// the first keeps it and the sync succeeds (on the kernel two elements
+// with one key would fail every transaction); when it lets go, the other
+// gets it at the next sync.
+func TestFrontendConflict(t *testing.T) {
+	f, p := newFake(t)
+	a := svc("default", "a", "10.96.0.20", 80, externalIP("192.168.1.50"), nodePort(30080))
+	b := svc("default", "b", "10.96.0.21", 80, externalIP("192.168.1.50"), nodePort(30080))
+	p.SetService(a)
+	p.SetService(b)
+	p.SetSlice(slice(a, "a-1", 8080, readyEP("10.244.1.1", "n1")))
+	p.SetSlice(slice(b, "b-1", 8080, readyEP("10.244.1.2", "n1")))
+	mustSync(t, p)
+	d := nft.SortedDump(f)
+	for _, want := range []string{
+		`service-ips { 192.168.1.50 . tcp . 80 comment "default/a"`,
+		`service-nodeports { tcp . 30080 comment "default/a"`,
+		`service-ips { 10.96.0.21 . tcp . 80 comment "default/b"`, // b keeps its own ClusterIP
+	} {
+		if !strings.Contains(d, want) {
+			t.Errorf("dump lacks %q:\n%s", want, d)
+		}
+	}
+	if strings.Contains(d, `192.168.1.50 . tcp . 80 comment "default/b"`) || strings.Contains(d, `30080 comment "default/b"`) {
+		t.Errorf("b got a's frontend:\n%s", d)
+	}
+	p.DeleteService("default", "a")
+	st := mustSync(t, p)
+	if st.Pending != 1 {
+		t.Errorf("after a let go, %d Services pending, want b", st.Pending)
+	}
+	mustSync(t, p)
+	d = nft.SortedDump(f)
+	for _, want := range []string{
+		`service-ips { 192.168.1.50 . tcp . 80 comment "default/b"`,
+		`service-nodeports { tcp . 30080 comment "default/b"`,
+	} {
+		if !strings.Contains(d, want) {
+			t.Errorf("after a's deletion, dump lacks %q:\n%s", want, d)
+		}
+	}
+}
