@@ -143,6 +143,9 @@ func AddNode(ctx context.Context, dir string, o NodeOptions) (r *Record, h Host,
 	}
 	defer cli.Close()
 	s := store.New(cli)
+	if err := storeUp(ctx, s); err != nil {
+		return r, Host{}, err
+	}
 	if _, err := s.Get(ctx, nodeKindOf(), "", name); err == nil {
 		return r, Host{}, fmt.Errorf("a Node %q already exists in the store", name)
 	} else if !apierrors.IsNotFound(err) {
@@ -229,8 +232,22 @@ func RemoveNode(ctx context.Context, dir, node string, o NodeOptions) (*Record, 
 		return r, err
 	}
 	defer cli.Close()
+	s := store.New(cli)
+	if err := storeUp(ctx, s); err != nil {
+		return r, err
+	}
 	fmt.Fprintf(o.Progress, "Removing node %s from cluster %q\n", h.Name, t.Spec.Name)
-	return r, removeNode(ctx, r, store.New(cli), *h, o, true)
+	return r, removeNode(ctx, r, s, *h, o, true)
+}
+
+// storeUp fails within 10 s if the cluster's store does not answer.
+func storeUp(ctx context.Context, s *store.Store) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, _, err := s.ClusterConfig(ctx); err != nil {
+		return fmt.Errorf("the cluster's store does not answer (is its server running? podnet cluster list): %w", err)
+	}
+	return nil
 }
 
 // removeNode undoes AddNode for host h; drain asks the agent to stop the
