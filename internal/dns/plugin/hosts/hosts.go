@@ -67,7 +67,7 @@ func New(opts Options, log *slog.Logger) *Hosts {
 	if log == nil {
 		log = slog.Default()
 	}
-	h := &Hosts{opts: opts, log: log.With("plugin", "hosts"), stop: make(chan struct{})}
+	h := &Hosts{opts: opts, log: log, stop: make(chan struct{})}
 	h.inline = Parse(stringsReader(opts.Inline), opts.Origins, opts.Reverse)
 	h.file.Store(newMap())
 	h.Load()
