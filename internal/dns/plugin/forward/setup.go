@@ -293,4 +293,3 @@ func parseBlock(c *pdns.Controller, cfg *Config) error {
 	}
 	return nil
 }
-
