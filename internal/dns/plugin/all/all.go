@@ -10,6 +10,7 @@ import (
 	_ "github.com/podnet/podnet/internal/dns/plugin/forward"
 	_ "github.com/podnet/podnet/internal/dns/plugin/health"
 	_ "github.com/podnet/podnet/internal/dns/plugin/hosts"
+	_ "github.com/podnet/podnet/internal/dns/plugin/kubernetes"
 	_ "github.com/podnet/podnet/internal/dns/plugin/log"
 	_ "github.com/podnet/podnet/internal/dns/plugin/prometheus"
 	_ "github.com/podnet/podnet/internal/dns/plugin/ready"
