@@ -7,10 +7,12 @@ import (
 	"log/slog"
 	"net/netip"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/podnet/podnet/internal/api"
+	"github.com/podnet/podnet/internal/informer"
 	"github.com/podnet/podnet/internal/store"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -64,28 +66,81 @@ type EndpointSlices struct {
 	s      *store.Store
 	log    *slog.Logger
 	resync time.Duration
+	// written remembers this controller's own writes until its caches
+	// show them, so a pass on a cache that lags never creates a slice
+	// twice or resurrects a deleted one.
+	written map[string]ownWrite
+}
+
+// ownWrite is a slice this controller wrote (nil: deleted) and when.
+type ownWrite struct {
+	sl  *discoveryv1.EndpointSlice
+	uid types.UID // of a deleted slice
+	rv  int64
+	at  time.Time
+}
+
+// world is what a pass reads: from fresh store lists (Reconcile) or from
+// the loop's watch-fed caches (Run).
+type world struct {
+	services []*corev1.Service
+	pods     []*corev1.Pod
+	slices   []*discoveryv1.EndpointSlice
+	nodes    []*corev1.Node
 }
 
 // NewEndpointSlices returns the EndpointSlice controller.
 func NewEndpointSlices(s *store.Store, log *slog.Logger, resync time.Duration) *EndpointSlices {
-	return &EndpointSlices{s: s, log: log.With("controller", "endpointslice"), resync: resync}
+	return &EndpointSlices{s: s, log: log.With("controller", "endpointslice"), resync: resync, written: map[string]ownWrite{}}
 }
 
 func (c *EndpointSlices) Name() string { return "endpointslice" }
 
-// Run reconciles every resync and at once when a Service, pod, slice or
-// node changes.
+// Run keeps caches of Services, pods, slices and nodes (list + watch,
+// internal/informer) and reconciles from them at once on every change and
+// every resync, so a pass costs no store reads: with thousands of
+// Services a readiness change still reaches its slice in milliseconds.
 func (c *EndpointSlices) Run(ctx context.Context) error {
-	runLoop(ctx, c.s.Client(), c.log, c.resync, func(ctx context.Context) (time.Time, error) {
-		return time.Time{}, c.Reconcile(ctx)
-	}, store.ListKey(serviceKind, ""), store.ListKey(podKind, ""), store.ListKey(sliceKind, ""), store.ListKey(nodeKind, ""))
-	return nil
+	k := make(kick, 1)
+	svcs := informer.New[*corev1.Service](c.s, serviceKind, "", c.log)
+	pods := informer.New[*corev1.Pod](c.s, podKind, "", c.log)
+	slices := informer.New[*discoveryv1.EndpointSlice](c.s, sliceKind, "", c.log)
+	nodes := informer.New[*corev1.Node](c.s, nodeKind, "", c.log)
+	addKick(svcs, k)
+	addKick(pods, k)
+	addKick(slices, k)
+	addKick(nodes, k)
+	for _, run := range []func(context.Context){svcs.Run, pods.Run, slices.Run, nodes.Run} {
+		go run(ctx)
+	}
+	t := time.NewTicker(c.resync)
+	defer t.Stop()
+	for {
+		if svcs.HasSynced() && pods.HasSynced() && slices.HasSynced() && nodes.HasSynced() {
+			w := world{services: svcs.List(), pods: pods.List(), slices: slices.List(), nodes: nodes.List()}
+			if err := c.reconcile(ctx, w); err != nil && ctx.Err() == nil {
+				c.log.Warn("reconcile", "err", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		case <-k:
+		}
+	}
 }
 
-// Reconcile runs one pass over all Services, pods and slices.
+func addKick[T api.Object](i *informer.Informer[T], k kick) {
+	i.AddHandler(informer.Handler[T]{OnUpdate: func(T) { k.poke() }, OnDelete: func(T) { k.poke() }, Synced: k.poke})
+}
+
+// Reconcile runs one pass over all Services, pods and slices, read from
+// the store.
 func (c *EndpointSlices) Reconcile(ctx context.Context) error {
 	// Slices before Services: a managed slice whose Service is missing
 	// from the later list is an orphan, never a Service created meanwhile.
+	var w world
 	sobjs, _, err := c.s.List(ctx, sliceKind, "")
 	if err != nil {
 		return err
@@ -102,20 +157,72 @@ func (c *EndpointSlices) Reconcile(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	zones := map[string]string{}
+	for _, o := range sobjs {
+		w.slices = append(w.slices, o.(*discoveryv1.EndpointSlice))
+	}
+	for _, o := range svcObjs {
+		w.services = append(w.services, o.(*corev1.Service))
+	}
+	for _, o := range pobjs {
+		w.pods = append(w.pods, o.(*corev1.Pod))
+	}
 	for _, o := range nobjs {
-		if z := o.GetLabels()[LabelZone]; z != "" {
-			zones[o.GetName()] = z
+		w.nodes = append(w.nodes, o.(*corev1.Node))
+	}
+	return c.reconcile(ctx, w)
+}
+
+// withOwnWrites overlays the controller's recent writes on slices read
+// from a cache, and forgets those the cache has caught up with.
+func (c *EndpointSlices) withOwnWrites(slices []*discoveryv1.EndpointSlice) []*discoveryv1.EndpointSlice {
+	if len(c.written) == 0 {
+		return slices
+	}
+	byKey := make(map[string]*discoveryv1.EndpointSlice, len(slices))
+	for _, sl := range slices {
+		byKey[sl.Namespace+"/"+sl.Name] = sl
+	}
+	now := time.Now()
+	for key, w := range c.written {
+		cur, ok := byKey[key]
+		switch {
+		case now.Sub(w.at) > time.Minute:
+			delete(c.written, key) // never seen: someone else acted
+		case w.sl == nil && (!ok || cur.UID != w.uid):
+			delete(c.written, key) // the deletion is seen
+		case w.sl == nil:
+			delete(byKey, key)
+		case ok && rvOf(cur) >= w.rv:
+			delete(c.written, key) // the write is seen (or a later one)
+		default:
+			byKey[key] = w.sl
+		}
+	}
+	out := make([]*discoveryv1.EndpointSlice, 0, len(byKey))
+	for _, sl := range byKey {
+		out = append(out, sl)
+	}
+	return out
+}
+
+func rvOf(o api.Object) int64 {
+	v, _ := strconv.ParseInt(o.GetResourceVersion(), 10, 64)
+	return v
+}
+
+func (c *EndpointSlices) reconcile(ctx context.Context, w world) error {
+	zones := map[string]string{}
+	for _, n := range w.nodes {
+		if z := n.Labels[LabelZone]; z != "" {
+			zones[n.Name] = z
 		}
 	}
 	podsByNS := map[string][]*corev1.Pod{}
-	for _, o := range pobjs {
-		p := o.(*corev1.Pod)
+	for _, p := range w.pods {
 		podsByNS[p.Namespace] = append(podsByNS[p.Namespace], p)
 	}
 	managed := map[string][]*discoveryv1.EndpointSlice{} // ns/service
-	for _, o := range sobjs {
-		sl := o.(*discoveryv1.EndpointSlice)
+	for _, sl := range c.withOwnWrites(w.slices) {
 		if sl.Labels[api.LabelManagedBy] != ManagedBy {
 			continue
 		}
@@ -124,8 +231,7 @@ func (c *EndpointSlices) Reconcile(ctx context.Context) error {
 	}
 	var firstErr error
 	seen := map[string]bool{}
-	for _, o := range svcObjs {
-		svc := o.(*corev1.Service)
+	for _, svc := range w.services {
 		key := svc.Namespace + "/" + svc.Name
 		seen[key] = true
 		if len(svc.Spec.Selector) == 0 {
@@ -166,6 +272,9 @@ func (c *EndpointSlices) delete(ctx context.Context, sl *discoveryv1.EndpointSli
 	_, err := c.s.Delete(ctx, sliceKind, sl.Namespace, sl.Name, store.DeleteOptions{UID: sl.UID})
 	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
 		return fmt.Errorf("delete endpoint slice %s/%s: %w", sl.Namespace, sl.Name, err)
+	}
+	if err == nil || apierrors.IsNotFound(err) {
+		c.written[sl.Namespace+"/"+sl.Name] = ownWrite{uid: sl.UID, at: time.Now()}
 	}
 	if err == nil {
 		c.log.Info("endpoint slice deleted", "slice", sl.Namespace+"/"+sl.Name, "service", sl.Labels[api.LabelServiceName])
@@ -567,6 +676,7 @@ func (c *EndpointSlices) write(ctx context.Context, sl *discoveryv1.EndpointSlic
 		if err != nil {
 			return fmt.Errorf("update endpoint slice %s/%s: %w", sl.Namespace, sl.Name, err)
 		}
+		c.remember(sl)
 		c.log.Debug("endpoint slice updated", "slice", sl.Namespace+"/"+sl.Name, "service", svc, "endpoints", len(sl.Endpoints))
 		return nil
 	}
@@ -580,9 +690,14 @@ func (c *EndpointSlices) write(ctx context.Context, sl *discoveryv1.EndpointSlic
 		if err != nil {
 			return fmt.Errorf("create endpoint slice for service %s/%s: %w", sl.Namespace, svc, err)
 		}
+		c.remember(sl)
 		c.log.Info("endpoint slice created", "slice", sl.Namespace+"/"+sl.Name, "service", svc, "endpoints", len(sl.Endpoints))
 		return nil
 	}
+}
+
+func (c *EndpointSlices) remember(sl *discoveryv1.EndpointSlice) {
+	c.written[sl.Namespace+"/"+sl.Name] = ownWrite{sl: sl, rv: rvOf(sl), at: time.Now()}
 }
 
 // randomName is base-<5 random characters>, as Kubernetes' generateName;

@@ -385,3 +385,45 @@ func TestEndpointSliceController(t *testing.T) {
 		t.Fatal("hand-written slice deleted")
 	}
 }
+
+// TestEndpointSliceStaleCache: passes over a cache that has not caught up
+// with the controller's own writes neither create a slice twice nor act
+// on a slice they deleted.
+func TestEndpointSliceStaleCache(t *testing.T) {
+	s := clusterStore(t, "10.244.0.0/16", time.Hour)
+	ctx := context.Background()
+	c := NewEndpointSlices(s, testutil.Logger(t), time.Hour)
+	svc := webService()
+	svc.UID = ""
+	if err := s.Create(ctx, svc); err != nil {
+		t.Fatal(err)
+	}
+	p := createPod(t, s, mkPod("a"))
+	stale := world{services: []*corev1.Service{svc}, pods: []*corev1.Pod{p}}
+	for range 3 {
+		if err := c.reconcile(ctx, stale); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sl := slicesOf(t, s, "default", "web")
+	if len(sl) != 1 {
+		t.Fatalf("%d slices after passes on a stale cache", len(sl))
+	}
+	before := revision(t, s)
+	if err := c.reconcile(ctx, world{services: []*corev1.Service{svc}, pods: []*corev1.Pod{p}, slices: sl}); err != nil || revision(t, s) != before {
+		t.Fatalf("caught-up cache: %v, revision %d -> %d", err, before, revision(t, s))
+	}
+	if len(c.written) != 0 {
+		t.Fatalf("own writes not forgotten once seen: %v", c.written)
+	}
+	// The Service goes; the cache still has its slice after the delete.
+	gone := world{pods: []*corev1.Pod{p}, slices: sl}
+	for range 2 {
+		if err := c.reconcile(ctx, gone); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(slicesOf(t, s, "default", "web")); n != 0 {
+		t.Fatalf("%d slices left", n)
+	}
+}

@@ -29,7 +29,9 @@
 // a watch event, so a missed event costs at most one period. Lists are
 // read from etcd (linearizable), so a pass never acts on a stale cache and
 // needs no expectations bookkeeping; a pass writes only what differs, so
-// an unchanged cluster causes no writes.
+// an unchanged cluster causes no writes. The EndpointSlice loop, which
+// must stay fast with thousands of Services, reads watch-fed caches
+// instead and remembers its own writes until the caches show them.
 package controller
 
 import (
