@@ -5,6 +5,7 @@ package all
 
 import (
 	_ "github.com/podnet/podnet/internal/dns/plugin/bind"
+	_ "github.com/podnet/podnet/internal/dns/plugin/cache"
 	_ "github.com/podnet/podnet/internal/dns/plugin/debug"
 	_ "github.com/podnet/podnet/internal/dns/plugin/errors"
 	_ "github.com/podnet/podnet/internal/dns/plugin/forward"
