@@ -140,7 +140,13 @@ func EtcdBinary(t testing.TB) string {
 func StartEtcdCluster(t testing.TB, n int) *EtcdCluster {
 	t.Helper()
 	c := &EtcdCluster{t: t, bin: EtcdBinary(t)}
-	base := t.TempDir()
+	// Not t.TempDir: a subtest's name may hold a comma, and etcd splits
+	// --log-outputs at commas.
+	base, err := os.MkdirTemp("", "podnet-etcd-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
 	var initial []string
 	for i := range n {
 		m := &etcdMember{
