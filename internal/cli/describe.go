@@ -82,9 +82,10 @@ var describers = map[string]describer{
 		describeNode(w, v, pods)
 		return nil
 	},
-	"Service":    describeService,
-	"Deployment": describeDeployment,
-	"ReplicaSet": describeReplicaSet,
+	"Service":       describeService,
+	"Deployment":    describeDeployment,
+	"ReplicaSet":    describeReplicaSet,
+	"EndpointSlice": describeEndpointSlice,
 }
 
 func kv(m map[string]string) string {

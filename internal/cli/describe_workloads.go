@@ -447,3 +447,65 @@ func probeString(p *corev1.Probe) string {
 	return fmt.Sprintf("%s delay=%s timeout=%s period=%s #success=%d #failure=%d", what,
 		sec(p.InitialDelaySeconds), sec(p.TimeoutSeconds), sec(p.PeriodSeconds), p.SuccessThreshold, p.FailureThreshold)
 }
+
+func describeEndpointSlice(_ context.Context, _ *store.Store, o api.Object, w io.Writer) error {
+	sl := o.(*discoveryv1.EndpointSlice)
+	unset := func(s *string) string {
+		if s == nil || *s == "" {
+			return "<unset>"
+		}
+		return *s
+	}
+	cond := func(b *bool) string {
+		if b == nil {
+			return "<unset>"
+		}
+		return fmt.Sprint(*b)
+	}
+	pw := newPrefixWriter(w)
+	pw.line(0, "Name:\t%s", sl.Name)
+	pw.line(0, "Namespace:\t%s", sl.Namespace)
+	pw.line(0, "Labels:\t%s", kv(sl.Labels))
+	pw.line(0, "Annotations:\t%s", annotations(sl.Annotations))
+	pw.line(0, "AddressType:\t%s", sl.AddressType)
+	if len(sl.Ports) == 0 {
+		pw.line(0, "Ports:\t<unset>")
+	} else {
+		pw.line(0, "Ports:")
+		pw.line(1, "Name\tPort\tProtocol")
+		pw.line(1, "----\t----\t--------")
+		for _, p := range sl.Ports {
+			port := "<unset>"
+			if p.Port != nil {
+				port = fmt.Sprint(*p.Port)
+			}
+			proto := "<unset>"
+			if p.Protocol != nil {
+				proto = string(*p.Protocol)
+			}
+			pw.line(1, "%s\t%s\t%s", unset(p.Name), port, proto)
+		}
+	}
+	if len(sl.Endpoints) == 0 {
+		pw.line(0, "Endpoints:\t<none>")
+	} else {
+		pw.line(0, "Endpoints:")
+	}
+	for _, e := range sl.Endpoints {
+		pw.line(1, "- Addresses:\t%s", strings.Join(e.Addresses, ","))
+		pw.line(2, "Conditions:")
+		pw.line(3, "Ready:\t%s", cond(e.Conditions.Ready))
+		pw.line(3, "Serving:\t%s", cond(e.Conditions.Serving))
+		pw.line(3, "Terminating:\t%s", cond(e.Conditions.Terminating))
+		pw.line(2, "Hostname:\t%s", unset(e.Hostname))
+		if e.TargetRef != nil {
+			pw.line(2, "TargetRef:\t%s/%s", e.TargetRef.Kind, e.TargetRef.Name)
+		} else {
+			pw.line(2, "TargetRef:\t<unset>")
+		}
+		pw.line(2, "NodeName:\t%s", unset(e.NodeName))
+		pw.line(2, "Zone:\t%s", unset(e.Zone))
+	}
+	pw.line(0, "Events:\t<none>")
+	return pw.Flush()
+}

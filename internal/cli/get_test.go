@@ -225,3 +225,41 @@ func FuzzParseCustomColumns(f *testing.F) {
 		}
 	})
 }
+
+func TestLabelAnnotate(t *testing.T) {
+	_, cfg := testutil.Store(t)
+	ep := cfg.ClientURL
+	if out, err := podnet(t, ep, threePods, "apply", "-f", "-"); err != nil {
+		t.Fatalf("apply: %v\n%s", err, out)
+	}
+	must(t, ep, "pod/a2 labeled", "label", "pod", "a2", "tier=z", "canary=yes")
+	if got := strings.TrimSpace(must(t, ep, "pod/", "get", "pods", "-l", "tier=z", "-o", "name")); got != "pod/a2" {
+		t.Fatalf("-l after label: %q", got)
+	}
+	fails(t, ep, "'tier' already has a value (z), and --overwrite is false", "label", "pod/a2", "tier=w")
+	must(t, ep, "pod/a2 labeled", "label", "pod/a2", "tier=w", "canary-", "--overwrite")
+	must(t, ep, "a2     0/1     Pending   0         ", "get", "pods", "-l", "tier=w,!canary")
+	fails(t, ep, `"a=b=c": invalid label value "b=c"`, "label", "pod", "a2", "a=b=c")
+	fails(t, ep, `"Bad Key=x": invalid key "Bad Key"`, "label", "pod", "a2", "Bad Key=x")
+	fails(t, ep, `"tier": want KEY=VALUE to set or KEY- to remove`, "label", "pod", "a2", "tier")
+	fails(t, ep, "usage: podnet label TYPE NAME KEY=VALUE", "label", "pod", "a2")
+	fails(t, ep, `pods "zz" not found`, "label", "pod", "zz", "a=b")
+	must(t, ep, "pod/b1 annotated", "annotate", "pod", "b1", "note=any value, even = signs")
+	must(t, ep, "note: any value, even = signs", "describe", "pod", "b1")
+	must(t, ep, "tier=w", "get", "pod", "a2", "--show-labels")
+}
+
+func FuzzParseMetaChanges(f *testing.F) {
+	for _, s := range []string{"a=b", "a-", "example.com/x=y", "a=", "=b", "-", "a=b-", "a/b/c=d"} {
+		f.Add(s, true)
+	}
+	f.Fuzz(func(t *testing.T, arg string, isLabel bool) {
+		cs, err := parseMetaChanges([]string{arg}, isLabel)
+		if err != nil {
+			return
+		}
+		if len(cs) != 1 || cs[0].key == "" || strings.Contains(cs[0].key, "=") {
+			t.Fatalf("%q: accepted %+v", arg, cs)
+		}
+	})
+}

@@ -356,5 +356,16 @@ func TestDescribeService(t *testing.T) {
 		t.Fatal(err)
 	}
 	must(t, ep, "LoadBalancer Ingress:     192.168.250.240\n", "describe", "svc", "web")
+	out = must(t, ep, "Name:         web-x1y2z\n", "describe", "endpointslice", "web-x1y2z")
+	for _, want := range []string{
+		"AddressType:  IPv4\n",
+		"Ports:\n  Name     Port  Protocol\n  ----     ----  --------\n  <unset>  8080  TCP\n",
+		"Endpoints:\n  - Addresses:  10.244.1.5\n    Conditions:\n      Ready:        true\n      Serving:      <unset>\n",
+		"10.244.2.6\n    Conditions:\n      Ready:        false\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("describe endpointslice lacks %q:\n%s", want, out)
+		}
+	}
 	must(t, ep, "192.168.250.240", "get", "svc", "web")
 }

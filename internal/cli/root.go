@@ -84,6 +84,7 @@ func NewRoot(out, errOut io.Writer) *cobra.Command {
 		newServer(g), newAgent(g), newUp(g),
 		newShim(), newEchoServer(g), newCluster(g),
 		newCreate(g), newScale(g), newExpose(g), newRollout(g),
+		newLabel(g, true), newLabel(g, false),
 		newDNS(g),
 	)
 	return root
