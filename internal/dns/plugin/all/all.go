@@ -8,6 +8,7 @@ import (
 	_ "github.com/podnet/podnet/internal/dns/plugin/cache"
 	_ "github.com/podnet/podnet/internal/dns/plugin/debug"
 	_ "github.com/podnet/podnet/internal/dns/plugin/errors"
+	_ "github.com/podnet/podnet/internal/dns/plugin/file"
 	_ "github.com/podnet/podnet/internal/dns/plugin/forward"
 	_ "github.com/podnet/podnet/internal/dns/plugin/health"
 	_ "github.com/podnet/podnet/internal/dns/plugin/hosts"

@@ -10,6 +10,7 @@ package file
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"os"
 	"strings"
@@ -54,22 +55,42 @@ type File struct {
 // Load reads path once for every origin (as CoreDNS, one file can serve
 // several zones).
 func Load(path string, origins []string, log *slog.Logger) (*File, error) {
+	f := New(log)
+	if err := f.Add(path, origins); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// New returns a File without zones.
+func New(log *slog.Logger) *File {
 	if log == nil {
 		log = slog.Default()
 	}
-	f := &File{Zones: map[string]*ZoneFile{}, Reload: time.Minute, log: log.With("plugin", "file"), stop: make(chan struct{})}
+	return &File{Zones: map[string]*ZoneFile{}, Reload: time.Minute, log: log, stop: make(chan struct{})}
+}
+
+// Add loads path for each origin. A file that cannot be opened is not an
+// error (as in CoreDNS): the zone answers SERVFAIL until a reload reads
+// it. A file that does not parse is.
+func (f *File) Add(path string, origins []string) error {
 	for _, o := range origins {
 		zf := &ZoneFile{Origin: o, Path: path}
 		z, mtime, err := readZone(path, o)
-		if err != nil {
-			return nil, err
+		var pe *os.PathError
+		switch {
+		case errors.As(err, &pe):
+			f.log.Warn("zone file cannot be read, serving SERVFAIL until it can", "zone", o, "file", path, "err", err)
+			z = &Zone{Origin: o, names: map[string]map[uint16][]dns.RR{}, parent: map[string]bool{}}
+		case err != nil:
+			return err
 		}
 		zf.zone.Store(z)
 		zf.mtime = mtime
 		f.Zones[o] = zf
 		f.names = append(f.names, o)
 	}
-	return f, nil
+	return nil
 }
 
 func readZone(path, origin string) (*Zone, time.Time, error) {
@@ -125,7 +146,7 @@ func (f *File) ReloadNow() {
 			continue
 		}
 		old := zf.Current()
-		if !f.ReloadByMtime && old != nil && old.Serial() == z.Serial() {
+		if !f.ReloadByMtime && old != nil && old.SOA != nil && old.Serial() == z.Serial() {
 			continue
 		}
 		zf.zone.Store(z)
