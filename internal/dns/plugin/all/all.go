@@ -13,8 +13,11 @@ import (
 	_ "github.com/podnet/podnet/internal/dns/plugin/health"
 	_ "github.com/podnet/podnet/internal/dns/plugin/hosts"
 	_ "github.com/podnet/podnet/internal/dns/plugin/kubernetes"
+	_ "github.com/podnet/podnet/internal/dns/plugin/loadbalance"
 	_ "github.com/podnet/podnet/internal/dns/plugin/log"
+	_ "github.com/podnet/podnet/internal/dns/plugin/loop"
 	_ "github.com/podnet/podnet/internal/dns/plugin/prometheus"
 	_ "github.com/podnet/podnet/internal/dns/plugin/ready"
+	_ "github.com/podnet/podnet/internal/dns/plugin/reload"
 	_ "github.com/podnet/podnet/internal/dns/plugin/whoami"
 )
