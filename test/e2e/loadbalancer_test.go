@@ -73,9 +73,10 @@ spec:
 	first := l2announce.Elect(ip, names)
 	onlyAnswer(t, outside, ip, func(m string) bool { return macs[m] == first }, first)
 	c.describesAnnouncer("web", first)
-	if nb := c.neighbour(ip); macs[nb] != first {
-		t.Fatalf("outside's neighbour entry for %s is %q, want %s's", ip, nb, first)
-	}
+	eventually(t, "outside's neighbour entry for "+ip.String()+" on "+first, 5*time.Second, func() (bool, string) {
+		nb := c.neighbour(ip)
+		return macs[nb] == first, nb
+	})
 	seen := map[string]bool{}
 	for range 30 {
 		out, err := get()
