@@ -263,3 +263,28 @@ func FuzzParseMetaChanges(f *testing.F) {
 		}
 	})
 }
+
+func TestDeleteBySelectorAndGetAll(t *testing.T) {
+	_, cfg := testutil.Store(t)
+	ep := cfg.ClientURL
+	if out, err := podnet(t, ep, threePods, "apply", "-f", "-"); err != nil {
+		t.Fatalf("apply: %v\n%s", err, out)
+	}
+	must(t, ep, "created", "create", "deployment", "web", "--", "sleep", "infinity")
+	out := must(t, ep, "pod/a1 ", "get", "all")
+	if !strings.Contains(out, "\n\nNAME                  READY   UP-TO-DATE") || !strings.Contains(out, "deployment.apps/web   0/1") {
+		t.Errorf("get all:\n%s", out)
+	}
+	fails(t, ep, `-l "a=(": unable to parse`, "delete", "pods", "-l", "a=(")
+	fails(t, ep, "-l and --all take one RESOURCE and no names", "delete", "pods", "a1", "-l", "app=a")
+	must(t, ep, "No resources found", "delete", "pods", "-l", "app=zz")
+	out = must(t, ep, `pod "a1" deleted`, "delete", "pods", "-l", "app=a")
+	if !strings.Contains(out, `pod "a2" deleted`) || strings.Contains(out, "b1") {
+		t.Fatalf("delete -l app=a:\n%s", out)
+	}
+	if got := must(t, ep, "pod/b1", "get", "pods", "-o", "name"); got != "pod/b1\n" {
+		t.Fatalf("left after delete -l: %q", got)
+	}
+	must(t, ep, `pod "b1" deleted`, "delete", "pods", "--all")
+	must(t, ep, "No resources found", "get", "pods")
+}

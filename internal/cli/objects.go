@@ -119,6 +119,10 @@ func newGet(g *globals) *cobra.Command {
 		Short: "List objects: pods, nodes, namespaces, svc, endpointslices, deploy, rs",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if strings.EqualFold(args[0], "all") {
+				// kubectl's "all": the workloads and their services.
+				args = append([]string{"pods,services,deployments,replicasets"}, args[1:]...)
+			}
 			if strings.Contains(args[0], ",") && !strings.Contains(args[0], "/") {
 				if watch || watchOnly {
 					return fmt.Errorf("watch is only supported on one resource type, not %q", args[0])
@@ -362,10 +366,11 @@ func orNone(s string) string {
 
 func newDelete(g *globals) *cobra.Command {
 	var files []string
-	var force, wait bool
+	var force, wait, all bool
+	var selector string
 	var timeout time.Duration
 	cmd := &cobra.Command{
-		Use:   "delete (RESOURCE NAME... | TYPE/NAME... | -f FILE)",
+		Use:   "delete (RESOURCE NAME... | TYPE/NAME... | RESOURCE -l SELECTOR | RESOURCE --all | -f FILE)",
 		Short: "Delete objects by name or from manifests",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			type target struct {
@@ -373,7 +378,20 @@ func newDelete(g *globals) *cobra.Command {
 				ns, name string
 			}
 			var targets []target
+			var byLabel *api.Kind // RESOURCE -l SELECTOR or --all: targets listed below
+			var sel labels.Selector
 			switch {
+			case (selector != "" || all) && len(args) == 1 && !strings.Contains(args[0], "/"):
+				k, err := api.ResourceFor(args[0])
+				if err != nil {
+					return err
+				}
+				if sel, err = labels.Parse(selector); err != nil {
+					return fmt.Errorf("-l %q: %w", selector, err)
+				}
+				byLabel = k
+			case selector != "" || all:
+				return fmt.Errorf("-l and --all take one RESOURCE and no names, e.g. podnet delete pods -l app=web")
 			case len(files) > 0 && len(args) > 0:
 				return fmt.Errorf("give either -f or RESOURCE NAME, not both")
 			case len(files) > 0:
@@ -401,6 +419,25 @@ func newDelete(g *globals) *cobra.Command {
 				return err
 			}
 			defer done()
+			if byLabel != nil {
+				ns := g.namespace
+				if !byLabel.Namespaced {
+					ns = ""
+				}
+				list, _, err := s.List(ctx, byLabel, ns)
+				if err != nil {
+					return err
+				}
+				for _, o := range list {
+					if sel.Matches(labels.Set(o.GetLabels())) {
+						targets = append(targets, target{byLabel, o.GetNamespace(), o.GetName()})
+					}
+				}
+				if len(targets) == 0 {
+					fmt.Fprintln(g.errOut, "No resources found")
+					return nil
+				}
+			}
 			// Pods before namespaces, the reverse of apply.
 			sort.SliceStable(targets, func(i, j int) bool { return targets[i].k.Namespaced && !targets[j].k.Namespaced })
 			var firstErr error
@@ -425,6 +462,8 @@ func newDelete(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringSliceVarP(&files, "filename", "f", nil, "manifest file, directory, or - for stdin")
+	cmd.Flags().StringVarP(&selector, "selector", "l", "", "delete the objects of RESOURCE matching this label selector")
+	cmd.Flags().BoolVar(&all, "all", false, "delete every object of RESOURCE in the namespace")
 	cmd.Flags().BoolVar(&force, "force", false, "remove the object at once without waiting for its node")
 	cmd.Flags().BoolVar(&wait, "wait", true, "wait until the node has removed the pod")
 	cmd.Flags().DurationVar(&timeout, "timeout", 60*time.Second, "how long --wait waits")
