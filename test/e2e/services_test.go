@@ -262,8 +262,9 @@ func TestClusterServices(t *testing.T) {
 	baseline := map[string]string{}
 	for _, h := range c.rec.Topology.Nodes() {
 		eventually(t, "the service layout on "+h.Name, 20*time.Second, func() (bool, string) {
-			baseline[h.Name] = check(t)(c.hostExec(h.Name, "nft", "list", "table", "inet", "podnet"))
-			return strings.Contains(baseline[h.Name], "set services-layout-"), baseline[h.Name]
+			out, err := c.hostExec(h.Name, "nft", "list", "table", "inet", "podnet")
+			baseline[h.Name] = out
+			return err == nil && strings.Contains(out, "set services-layout-"), out
 		})
 	}
 	// The client and the host-network pod go first, so that the scheduler
