@@ -243,12 +243,17 @@ func netlinkBatch(d *delta) ([]netlink.Message, error) {
 	for _, n := range sortedKeys(d.chainAdd) {
 		c.AddChain(&nftables.Chain{Name: n, Table: table})
 	}
+	rules := map[string][]expr.Any{} // most rules repeat across Services
 	for _, n := range sortedKeys(d.chainAdd) {
 		ch := &nftables.Chain{Name: n, Table: table}
 		for _, r := range d.chainAdd[n] {
-			ex, err := encodeRule(r)
-			if err != nil {
-				return nil, err
+			ex, ok := rules[r]
+			if !ok {
+				var err error
+				if ex, err = encodeRule(r); err != nil {
+					return nil, err
+				}
+				rules[r] = ex
 			}
 			c.AddRule(&nftables.Rule{Table: table, Chain: ch, Exprs: ex})
 		}

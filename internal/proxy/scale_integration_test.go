@@ -15,6 +15,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"sigs.k8s.io/knftables"
 
 	"github.com/podnet/podnet/internal/netns"
 	"github.com/podnet/podnet/internal/nft"
@@ -72,7 +73,10 @@ func scaleSlice(s *corev1.Service, i, eps, gen int) *discoveryv1.EndpointSlice {
 		Ports:       []discoveryv1.EndpointPort{{Name: &pn, Protocol: &proto, Port: &port}},
 	}
 	yes, no := true, false
-	node := "n1"
+	node := "n1" // all local: a hairpin element per endpoint, the worst case
+	if v := os.Getenv("PODNET_PROXY_SCALE_NODE"); v != "" {
+		node = v
+	}
 	for j := 0; j < eps; j++ {
 		k := i*eps + j + gen
 		a := netip.AddrFrom4([4]byte{10, 128 + byte(k>>16), byte(k >> 8), byte(k)})
@@ -109,9 +113,16 @@ func TestSyncScale(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
+	// PODNET_PROXY_SCALE_BACKEND=knftables measures the generic path (the
+	// one before kernel.go: knftables' nft -f and List calls);
+	// PODNET_PROXY_NFT_TEXT=1 the batched nft -f writer.
+	var nftIf knftables.Interface
+	if os.Getenv("PODNET_PROXY_SCALE_BACKEND") == "knftables" {
+		nftIf = newNSNFT(t, path)
+	}
 	mk := func() *proxy.Proxier {
 		return proxy.New(proxy.Config{NodeName: "n1", ClusterCIDR: netip.MustParsePrefix("10.128.0.0/9"),
-			ServiceCIDR: netip.MustParsePrefix("10.96.0.0/12"), NetNS: path})
+			ServiceCIDR: netip.MustParsePrefix("10.96.0.0/12"), NetNS: path, NFT: nftIf})
 	}
 	feed := func(p *proxy.Proxier) {
 		for i := 0; i < n; i++ {
