@@ -19,5 +19,6 @@ import (
 	_ "github.com/podnet/podnet/internal/dns/plugin/prometheus"
 	_ "github.com/podnet/podnet/internal/dns/plugin/ready"
 	_ "github.com/podnet/podnet/internal/dns/plugin/reload"
+	_ "github.com/podnet/podnet/internal/dns/plugin/rewrite"
 	_ "github.com/podnet/podnet/internal/dns/plugin/whoami"
 )
