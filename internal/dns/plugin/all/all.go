@@ -4,6 +4,7 @@
 package all
 
 import (
+	_ "github.com/podnet/podnet/internal/dns/plugin/autopath"
 	_ "github.com/podnet/podnet/internal/dns/plugin/bind"
 	_ "github.com/podnet/podnet/internal/dns/plugin/cache"
 	_ "github.com/podnet/podnet/internal/dns/plugin/debug"

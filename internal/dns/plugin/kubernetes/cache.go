@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/netip"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -240,4 +241,13 @@ func (c *cache) run(ctx context.Context, wg *sync.WaitGroup, src informer.Source
 	if withPods {
 		watch(ctx, wg, c, src, mustKind("pods"), log, c.setPod)
 	}
+}
+
+func sortedPods(m map[string]*corev1.Pod) []*corev1.Pod {
+	out := make([]*corev1.Pod, 0, len(m))
+	for _, p := range m {
+		out = append(out, p)
+	}
+	sort.Slice(out, func(i, j int) bool { return key(out[i].Namespace, out[i].Name) < key(out[j].Namespace, out[j].Name) })
+	return out
 }

@@ -311,3 +311,28 @@ func (k *Kubernetes) resolveTarget(ctx context.Context, st *pdns.Request, target
 	}
 	return nw.Msg.Answer
 }
+
+// AutoPath is the search path of the pod that sent st, for `autopath
+// @kubernetes`: <ns>.svc.ZONE, svc.ZONE, ZONE and "" (the bare name). It
+// is nil when the name is outside the plugin's zones, when pods are not
+// verified (no pod index), or when no pod has the client's address.
+func (k *Kubernetes) AutoPath(st *pdns.Request) []string {
+	zone := k.Zones.Matches(st.Name())
+	if zone == "" || isReverse(zone) || k.podMode != podsVerified {
+		return nil
+	}
+	k.cache.mu.RLock()
+	var ns string
+	for _, p := range sortedPods(k.cache.podsByIP[canonIP(st.IP())]) {
+		ns = p.Namespace
+		break
+	}
+	k.cache.mu.RUnlock()
+	if ns == "" {
+		return nil
+	}
+	if zone == "." {
+		return []string{ns + ".svc.", "svc.", ".", ""}
+	}
+	return []string{ns + ".svc." + zone, "svc." + zone, zone, ""}
+}
