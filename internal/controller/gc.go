@@ -28,6 +28,11 @@ type GarbageCollector struct {
 	resync time.Duration
 }
 
+// GCResync is the garbage collector's period in the manager: deletions
+// of owners trigger it at once, and a pass lists every namespaced object,
+// so the period only catches dependents created after their owner went.
+const GCResync = 30 * time.Second
+
 // NewGarbageCollector returns the owner-reference garbage collector.
 func NewGarbageCollector(s *store.Store, log *slog.Logger, resync time.Duration) *GarbageCollector {
 	return &GarbageCollector{s: s, log: log.With("controller", "garbage-collector"), resync: resync}

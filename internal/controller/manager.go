@@ -108,7 +108,7 @@ func NewManager(cfg Config) *Manager {
 			NewReplicaSets(cfg.Store, log, cfg.Resync),
 			NewDeployments(cfg.Store, log, cfg.Resync),
 			NewPodGC(cfg.Store, log, cfg.Resync),
-			NewGarbageCollector(cfg.Store, log, cfg.Resync),
+			NewGarbageCollector(cfg.Store, log, max(cfg.Resync, GCResync)),
 		}
 	}
 	return &Manager{cfg: cfg, log: log}
