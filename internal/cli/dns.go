@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"io"
@@ -31,12 +32,15 @@ func newDNS(g *globals) *cobra.Command {
 		Short:              "run a DNS server configured by a Corefile, as CoreDNS",
 		DisableFlagParsing: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runDNS(g, args)
+			return runDNS(cmd.Context(), g, args)
 		},
 	}
 }
 
-func runDNS(g *globals, args []string) error {
+func runDNS(ctx context.Context, g *globals, args []string) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
 	fs := flag.NewFlagSet("podnet dns", flag.ContinueOnError)
 	fs.SetOutput(g.errOut)
 	conf := fs.String("conf", "", "Corefile to load (default \"Corefile\")")
@@ -99,7 +103,13 @@ func runDNS(g *globals, args []string) error {
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGUSR1)
 	defer signal.Stop(sig)
-	for s := range sig {
+	for {
+		var s os.Signal
+		select {
+		case <-ctx.Done():
+			return r.Stop()
+		case s = <-sig:
+		}
 		if s == syscall.SIGUSR1 {
 			in, err := readCorefile(file)
 			if err == nil {
@@ -112,9 +122,8 @@ func runDNS(g *globals, args []string) error {
 			}
 			continue
 		}
-		break
+		return r.Stop()
 	}
-	return r.Stop()
 }
 
 func readCorefile(file string) (pdns.Input, error) {

@@ -1,8 +1,10 @@
 package server_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/miekg/dns"
 	pdns "github.com/podnet/podnet/internal/dns"
@@ -131,5 +133,51 @@ func TestMalformedPackets(t *testing.T) {
 	}
 	if r := dnstest.Query(t, s.Addr, "still.alive.", dns.TypeA); r.Rcode != dns.RcodeSuccess {
 		t.Fatalf("after garbage: %v", r)
+	}
+}
+
+// Queries sent without pause while the Corefile is reloaded again and
+// again all get answers: the sockets stay, the tables are swapped.
+func TestReloadDropsNothing(t *testing.T) {
+	cf := "example.org:0 {\n whoami\n}\n"
+	s := dnstest.Start(t, cf)
+	stop := make(chan struct{})
+	errs := make(chan error, 1)
+	var n int
+	go func() {
+		defer close(errs)
+		c := &dns.Client{Timeout: time.Second}
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			m := new(dns.Msg)
+			m.SetQuestion("x.example.org.", dns.TypeA)
+			r, _, err := c.Exchange(m, s.Addr)
+			if err != nil || r.Rcode != dns.RcodeSuccess {
+				errs <- fmt.Errorf("query %d during reloads: %v %v", n, r, err)
+				return
+			}
+			n++
+		}
+	}()
+	for i := 0; i < 30; i++ {
+		body := cf
+		if i%2 == 1 {
+			body = "example.org:0 {\n whoami\n}\nexample.net:0 {\n whoami\n}\n"
+		}
+		if err := s.Reload(pdns.Input{File: "Corefile", Contents: []byte(body)}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	close(stop)
+	if err := <-errs; err != nil {
+		t.Fatal(err)
+	}
+	if n < 30 {
+		t.Fatalf("only %d queries during the reloads", n)
 	}
 }
