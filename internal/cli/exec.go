@@ -1,19 +1,26 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/podnet/podnet/internal/api"
 	"github.com/podnet/podnet/internal/sandbox"
 	"github.com/podnet/podnet/internal/shim"
+	"github.com/podnet/podnet/internal/store"
 	"github.com/spf13/cobra"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 )
 
 // exitError carries a command's exit code out of `podnet exec`.
@@ -23,6 +30,9 @@ func (e *exitError) Error() string {
 	return fmt.Sprintf("command terminated with exit code %d", e.code)
 }
 
+// getPod resolves what exec and logs take: a pod's name, pod/NAME, or
+// (as kubectl) deployment/NAME, replicaset/NAME or service/NAME, which
+// mean one of the pods its selector picks (a running one first).
 func getPod(cmd *cobra.Command, g *globals, name string) (*corev1.Pod, error) {
 	ctx := cmd.Context()
 	s, done, err := g.store(ctx)
@@ -31,6 +41,16 @@ func getPod(cmd *cobra.Command, g *globals, name string) (*corev1.Pod, error) {
 	}
 	defer done()
 	k, _ := api.KindOf(&corev1.Pod{})
+	if strings.Contains(name, "/") {
+		ok, names, err := resourceArgs([]string{name})
+		if err != nil {
+			return nil, err
+		}
+		name = names[0]
+		if ok != k {
+			return podOf(ctx, g, s, ok, name)
+		}
+	}
 	o, err := s.Get(ctx, k, g.namespace, name)
 	if err != nil {
 		return nil, friendly(err)
@@ -38,10 +58,65 @@ func getPod(cmd *cobra.Command, g *globals, name string) (*corev1.Pod, error) {
 	return o.(*corev1.Pod), nil
 }
 
+// podOf picks a pod of a deployment, replicaset or service by its
+// selector: a running one if any, else the first by name.
+func podOf(ctx context.Context, g *globals, s *store.Store, k *api.Kind, name string) (*corev1.Pod, error) {
+	switch k.New().(type) {
+	case *appsv1.Deployment, *appsv1.ReplicaSet, *corev1.Service:
+	default:
+		return nil, fmt.Errorf("cannot pick a pod of %s: give a pod, deployment, replicaset or service", k.Resource)
+	}
+	o, err := s.Get(ctx, k, g.namespace, name)
+	if err != nil {
+		return nil, friendly(err)
+	}
+	var sel labels.Selector
+	switch v := o.(type) {
+	case *appsv1.Deployment:
+		sel, err = metav1.LabelSelectorAsSelector(v.Spec.Selector)
+	case *appsv1.ReplicaSet:
+		sel, err = metav1.LabelSelectorAsSelector(v.Spec.Selector)
+	case *corev1.Service:
+		if len(v.Spec.Selector) == 0 {
+			return nil, fmt.Errorf("service %q has no selector, so no pods of its own", name)
+		}
+		sel = labels.SelectorFromSet(v.Spec.Selector)
+	default:
+		return nil, fmt.Errorf("cannot pick a pod of %s: give a pod, deployment, replicaset or service", k.Resource)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s %q: selector: %w", strings.ToLower(k.GVK.Kind), name, err)
+	}
+	list, _, err := s.List(ctx, podKindOf(), g.namespace)
+	if err != nil {
+		return nil, err
+	}
+	var pods []*corev1.Pod
+	for _, o := range list {
+		if p := o.(*corev1.Pod); p.DeletionTimestamp == nil && sel.Matches(labels.Set(p.Labels)) {
+			pods = append(pods, p)
+		}
+	}
+	if len(pods) == 0 {
+		return nil, fmt.Errorf("%s/%s has no pods", kindName(k), name)
+	}
+	sort.SliceStable(pods, func(i, j int) bool {
+		ri, rj := pods[i].Status.Phase == corev1.PodRunning, pods[j].Status.Phase == corev1.PodRunning
+		if ri != rj {
+			return ri
+		}
+		return pods[i].Name < pods[j].Name
+	})
+	if len(pods) > 1 {
+		fmt.Fprintf(g.errOut, "Found %d pods, using pod/%s\n", len(pods), pods[0].Name)
+	}
+	return pods[0], nil
+}
+
 func newExec(g *globals) *cobra.Command {
 	var container string
 	cmd := &cobra.Command{
-		Use:   "exec POD -- CMD [ARGS...]",
+		Use:   "exec (POD | TYPE/NAME) -- CMD [ARGS...]",
 		Short: "Run a command in a pod's network namespace (with its resolv.conf and hosts)",
 		Args:  cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -81,7 +156,7 @@ func newLogs(g *globals) *cobra.Command {
 	var container, stateDir string
 	var follow bool
 	cmd := &cobra.Command{
-		Use:   "logs POD [-c CONTAINER] [-f]",
+		Use:   "logs (POD | TYPE/NAME) [-c CONTAINER] [-f]",
 		Short: "Print a container's output (on the machine running the pod's node)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -265,7 +265,7 @@ func FuzzParseMetaChanges(f *testing.F) {
 }
 
 func TestDeleteBySelectorAndGetAll(t *testing.T) {
-	_, cfg := testutil.Store(t)
+	s, cfg := testutil.Store(t)
 	ep := cfg.ClientURL
 	if out, err := podnet(t, ep, threePods, "apply", "-f", "-"); err != nil {
 		t.Fatalf("apply: %v\n%s", err, out)
@@ -275,6 +275,24 @@ func TestDeleteBySelectorAndGetAll(t *testing.T) {
 	if !strings.Contains(out, "\n\nNAME                  READY   UP-TO-DATE") || !strings.Contains(out, "deployment.apps/web   0/1") {
 		t.Errorf("get all:\n%s", out)
 	}
+	// logs and exec take TYPE/NAME and pick one of its pods, as kubectl.
+	fails(t, ep, "deployment.apps/web has no pods", "logs", "deploy/web")
+	fails(t, ep, "cannot pick a pod of nodes", "logs", "node/x")
+	must(t, ep, "service/asvc exposed", "expose", "pod", "a1", "--port", "80", "--name", "asvc", "--selector", "app=a")
+	out, err := podnet(t, ep, "", "logs", "svc/asvc")
+	if err == nil || !strings.Contains(out, "Found 2 pods, using pod/a1") || !strings.Contains(err.Error(), "pod a1 is not on a node yet") {
+		t.Fatalf("logs svc/asvc: %v\n%s", err, out)
+	}
+	_, err = s.Mutate(context.Background(), kindOf(t, &corev1.Pod{}), "default", "a2", func(o api.Object) error {
+		o.(*corev1.Pod).Status.Phase = corev1.PodRunning
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fails(t, ep, "pod a2 is not on a node yet", "logs", "svc/asvc") // a running one first
+	fails(t, ep, "pod b1 is Pending, not Running", "exec", "pod/b1", "--", "true")
+
 	fails(t, ep, `-l "a=(": unable to parse`, "delete", "pods", "-l", "a=(")
 	fails(t, ep, "-l and --all take one RESOURCE and no names", "delete", "pods", "a1", "-l", "app=a")
 	must(t, ep, "No resources found", "delete", "pods", "-l", "app=zz")
