@@ -134,14 +134,20 @@ type retryState struct {
 
 const maxRetryDelay = 30 * time.Second
 
+// runnerStopTimeout bounds how long Run waits for its Runners to return.
+const runnerStopTimeout = 5 * time.Second
+
 // Run works until ctx ends. Running pods are left running when it returns.
 func (a *Agent) Run(ctx context.Context) error {
 	a.log.Info("agent started", "nodeIP", a.cfg.NodeIP)
 	a.mu.Lock()
 	a.ctx = ctx
 	a.mu.Unlock()
+	var runners sync.WaitGroup
 	for _, r := range a.cfg.Runners {
+		runners.Add(1)
 		go func(r Runner) {
+			defer runners.Done()
 			if err := r.Run(ctx); err != nil && ctx.Err() == nil {
 				a.log.Error("node loop ended", "loop", fmt.Sprintf("%T", r), "err", err)
 			}
@@ -162,6 +168,16 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.mu.Unlock()
 			a.wg.Wait()
 			a.probes.RemoveAll()
+			// The runners' own shutdown matters: the node lease is revoked
+			// there, so the node turns NotReady (and its load-balancer
+			// addresses move) at once, not after the lease's TTL.
+			done := make(chan struct{})
+			go func() { runners.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(runnerStopTimeout):
+				a.log.Warn("node loops still running at exit", "waited", runnerStopTimeout)
+			}
 			a.log.Info("agent stopped")
 			return nil
 		case <-t.C:

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os/exec"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -220,4 +221,33 @@ func TestAgentReportsSandboxFailure(t *testing.T) {
 		st := o.(*corev1.Pod).Status
 		return st.Phase == corev1.PodPending && st.Reason == "SandboxFailed" && st.Message == "host port tcp/8080 is already allocated"
 	})
+}
+
+// slowRunner takes a while to stop, as the node lease does while it
+// revokes its lease.
+type slowRunner struct{ stopped atomic.Bool }
+
+func (r *slowRunner) Run(ctx context.Context) error {
+	<-ctx.Done()
+	time.Sleep(200 * time.Millisecond)
+	r.stopped.Store(true)
+	return nil
+}
+
+// Run returns only after its runners have: the agent process exits right
+// after Run, and the node lease's revoke (NotReady at once, load-balancer
+// addresses moved at once) must have happened by then.
+func TestAgentWaitsForRunners(t *testing.T) {
+	s, _ := testutil.Store(t)
+	r := &slowRunner{}
+	a := New(Config{NodeName: "n1", NodeIP: "192.168.200.1", Store: s, Runtime: newFake(), Runners: []Runner{r}, Logger: testutil.Logger(t)})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { a.Run(ctx); close(done) }()
+	time.Sleep(50 * time.Millisecond)
+	cancel()
+	<-done
+	if !r.stopped.Load() {
+		t.Fatal("Run returned before its runner stopped")
+	}
 }

@@ -24,7 +24,7 @@ import (
 // one the election names; after kill -9 of that node's agent another node
 // takes over by gratuitous ARP (outside's neighbour cache is never
 // flushed) and outside reaches the Service again; the restarted agent
-// takes the address back. The failover time is the node lease's TTL
+// takes the address back, and a SIGTERM'd agent hands it over at once. The failover time is the node lease's TTL
 // (here 5 s) at most, plus well under a second. With externalTrafficPolicy Local the node with
 // the endpoint announces, and the client's address is kept.
 func TestClusterLoadBalancer(t *testing.T) {
@@ -136,6 +136,18 @@ spec:
 	onlyAnswer(t, outside, ip, func(m string) bool { return macs[m] == first }, first)
 	if out, err := get(); err != nil || !strings.Contains(out, "hello from web") {
 		t.Fatalf("after the restart outside → %s: %v\n%s", ip, err, out)
+	}
+
+	// A graceful stop revokes the node lease: the takeover is immediate.
+	start = time.Now()
+	a.Kill(syscall.SIGTERM)
+	eventually(t, "outside's neighbour entry moves to "+second+" after a SIGTERM", 2*time.Second, func() (bool, string) {
+		nb := c.neighbour(ip)
+		return macs[nb] == second, nb
+	})
+	t.Logf("failover after SIGTERM of %s's agent: %s", first, time.Since(start).Round(10*time.Millisecond))
+	if out, err := get(); err != nil || !strings.Contains(out, "hello from web") {
+		t.Fatalf("after the SIGTERM outside → %s: %v\n%s", ip, err, out)
 	}
 
 	// Local: only the endpoint's node announces; the client IP is kept.
