@@ -14,6 +14,7 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+	"github.com/google/nftables/userdata"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
@@ -191,33 +192,7 @@ func encodeFields(fields []string, s string) ([]byte, error) {
 	return out, nil
 }
 
-func encodeElem(e elem, withValue bool) (nftables.SetElement, error) {
-	l, ok := elemLayout[e.set]
-	if !ok {
-		return nftables.SetElement{}, fmt.Errorf("set %s: %w", e.set, errNoNetlink)
-	}
-	k, err := encodeFields(l.key, e.key)
-	if err != nil {
-		return nftables.SetElement{}, err
-	}
-	out := nftables.SetElement{Key: k}
-	if !withValue {
-		return out, nil
-	}
-	out.Comment = e.comment
-	if e.isMap {
-		if l.val[0] == "verdict" {
-			chain, ok := strings.CutPrefix(e.value, "goto ")
-			if !ok {
-				return out, fmt.Errorf("verdict %q: %w", e.value, errNoNetlink)
-			}
-			out.VerdictData = &expr.Verdict{Kind: expr.VerdictGoto, Chain: chain}
-		} else if out.Val, err = encodeFields(l.val, e.value); err != nil {
-			return out, err
-		}
-	}
-	return out, nil
-}
+var verdictGoto = func() uint32 { v := int32(unix.NFT_GOTO); return uint32(v) }()
 
 // elemsPerMessage keeps a NEWSETELEM message's element list under the
 // 64 KiB a netlink attribute can hold.
@@ -259,6 +234,7 @@ func netlinkBatch(d *delta) ([]netlink.Message, error) {
 		}
 	}
 	d.sortElems()
+	var elemMsgs []netlink.Message // after the chains they may name
 	for _, x := range []struct {
 		els []elem
 		add bool
@@ -266,40 +242,129 @@ func netlinkBatch(d *delta) ([]netlink.Message, error) {
 		for i := 0; i < len(x.els); {
 			set := x.els[i].set
 			j := i
-			var vals []nftables.SetElement
 			for j < len(x.els) && x.els[j].set == set && j-i < elemsPerMessage {
-				v, err := encodeElem(x.els[j], x.add)
-				if err != nil {
-					return nil, err
-				}
-				vals = append(vals, v)
 				j++
 			}
-			s := &nftables.Set{Name: set, Table: table, IsMap: x.els[i].isMap}
-			if x.add {
-				err = c.SetAddElements(s, vals)
-			} else {
-				err = c.SetDeleteElements(s, vals)
-			}
+			m, err := elemMessage(set, x.els[i:j], x.add)
 			if err != nil {
 				return nil, err
 			}
+			elemMsgs = append(elemMsgs, m)
 			i = j
 		}
 	}
-	for _, n := range sortedKeys(d.chainDel) {
-		c.DelChain(&nftables.Chain{Name: n, Table: table})
-	}
-	for _, n := range sortedKeys(d.setDel) {
-		c.DelSet(&nftables.Set{Name: n, Table: table})
-	}
-	if err := c.Flush(); err != nil && !errors.Is(err, os.ErrPermission) {
+	// google/nftables holds the chain and rule messages; the element
+	// messages (the bulk) are encoded here without its per-attribute
+	// allocations, then the deletions of chains and sets follow.
+	var tail []netlink.Message
+	c2, err := nftables.New(nftables.WithTestDial(func(req []netlink.Message) ([]netlink.Message, error) {
+		if tail == nil {
+			tail = req
+		}
+		return nil, errCaptured
+	}))
+	if err != nil {
 		return nil, err
 	}
-	if len(captured) < 2 {
-		return nil, nil
+	for _, n := range sortedKeys(d.chainDel) {
+		c2.DelChain(&nftables.Chain{Name: n, Table: table})
 	}
-	return captured[1 : len(captured)-1], nil
+	for _, n := range sortedKeys(d.setDel) {
+		c2.DelSet(&nftables.Set{Name: n, Table: table})
+	}
+	for _, cc := range []*nftables.Conn{c, c2} {
+		if err := cc.Flush(); err != nil && !errors.Is(err, os.ErrPermission) {
+			return nil, err
+		}
+	}
+	var out []netlink.Message
+	if len(captured) >= 2 {
+		out = append(out, captured[1:len(captured)-1]...)
+	}
+	out = append(out, elemMsgs...)
+	if len(tail) >= 2 {
+		out = append(out, tail[1:len(tail)-1]...)
+	}
+	return out, nil
+}
+
+// elemMessage encodes a NEWSETELEM (add) or DELSETELEM message for els,
+// all of one set, as google/nftables' SetAddElements would.
+func elemMessage(set string, els []elem, add bool) (netlink.Message, error) {
+	l, ok := elemLayout[set]
+	if !ok {
+		return netlink.Message{}, fmt.Errorf("set %s: %w", set, errNoNetlink)
+	}
+	b := make([]byte, 0, 64+len(els)*96)
+	b = append(b, unix.NFPROTO_INET, unix.NFNETLINK_V0, 0, 0)
+	b = putAttr(b, unix.NFTA_SET_ELEM_LIST_TABLE, append([]byte(pnft.TableName), 0))
+	b = putAttr(b, unix.NFTA_SET_ELEM_LIST_SET, append([]byte(set), 0))
+	list := beginNested(&b, unix.NFTA_SET_ELEM_LIST_ELEMENTS)
+	for _, e := range els {
+		k, err := encodeFields(l.key, e.key)
+		if err != nil {
+			return netlink.Message{}, err
+		}
+		el := beginNested(&b, unix.NFTA_LIST_ELEM)
+		key := beginNested(&b, unix.NFTA_SET_ELEM_KEY)
+		b = putAttr(b, unix.NFTA_DATA_VALUE, k)
+		endNested(b, key)
+		if add && e.isMap {
+			data := beginNested(&b, unix.NFTA_SET_ELEM_DATA)
+			if l.val[0] == "verdict" {
+				chain, ok := strings.CutPrefix(e.value, "goto ")
+				if !ok {
+					return netlink.Message{}, fmt.Errorf("verdict %q: %w", e.value, errNoNetlink)
+				}
+				v := beginNested(&b, unix.NFTA_DATA_VERDICT)
+				b = putAttr(b, unix.NFTA_VERDICT_CODE, binary.BigEndian.AppendUint32(nil, verdictGoto))
+				b = putAttr(b, unix.NFTA_VERDICT_CHAIN, append([]byte(chain), 0))
+				endNested(b, v)
+			} else {
+				val, err := encodeFields(l.val, e.value)
+				if err != nil {
+					return netlink.Message{}, err
+				}
+				b = putAttr(b, unix.NFTA_DATA_VALUE, val)
+			}
+			endNested(b, data)
+		}
+		if add && e.comment != "" {
+			b = putAttr(b, unix.NFTA_SET_ELEM_USERDATA, userdata.AppendString(nil, userdata.NFTNL_UDATA_SET_ELEM_COMMENT, e.comment))
+		}
+		endNested(b, el)
+	}
+	endNested(b, list)
+	typ, flags := unix.NFT_MSG_DELSETELEM, netlink.Request
+	if add {
+		typ, flags = unix.NFT_MSG_NEWSETELEM, netlink.Request|netlink.Create
+	}
+	return netlink.Message{
+		Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | typ), Flags: flags},
+		Data:   b,
+	}, nil
+}
+
+// Netlink attributes: host-endian length and type, payload padded to 4.
+func putAttr(b []byte, typ uint16, payload []byte) []byte {
+	b = binary.NativeEndian.AppendUint16(b, uint16(4+len(payload)))
+	b = binary.NativeEndian.AppendUint16(b, typ)
+	b = append(b, payload...)
+	for len(b)%4 != 0 {
+		b = append(b, 0)
+	}
+	return b
+}
+
+func beginNested(b *[]byte, typ uint16) int {
+	at := len(*b)
+	*b = binary.NativeEndian.AppendUint16(*b, 0)
+	*b = binary.NativeEndian.AppendUint16(*b, typ|unix.NLA_F_NESTED)
+	return at
+}
+
+func endNested(b []byte, at int) {
+	binary.NativeEndian.PutUint16(b[at:], uint16(len(b)-at))
 }
 
 // sendBatch sends msgs as one batch in the current namespace and waits
