@@ -21,5 +21,6 @@ import (
 	_ "github.com/podnet/podnet/internal/dns/plugin/ready"
 	_ "github.com/podnet/podnet/internal/dns/plugin/reload"
 	_ "github.com/podnet/podnet/internal/dns/plugin/rewrite"
+	_ "github.com/podnet/podnet/internal/dns/plugin/template"
 	_ "github.com/podnet/podnet/internal/dns/plugin/whoami"
 )
