@@ -152,7 +152,7 @@ func newCreateNamespace(g *globals) *cobra.Command {
 
 func newCreateService(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:     "service (clusterip|nodeport|loadbalancer) NAME --tcp=PORT[:TARGETPORT]",
+		Use:     "service (clusterip|nodeport|loadbalancer|externalname) NAME --tcp=PORT[:TARGETPORT]",
 		Aliases: []string{"svc"},
 		Short:   "Create a service with selector app=NAME",
 		Args:    cobra.NoArgs,
@@ -160,7 +160,7 @@ func newCreateService(g *globals) *cobra.Command {
 			return fmt.Errorf("usage: podnet create service clusterip|nodeport|loadbalancer NAME --tcp=PORT[:TARGETPORT]")
 		},
 	}
-	for _, t := range []corev1.ServiceType{corev1.ServiceTypeClusterIP, corev1.ServiceTypeNodePort, corev1.ServiceTypeLoadBalancer} {
+	for _, t := range []corev1.ServiceType{corev1.ServiceTypeClusterIP, corev1.ServiceTypeNodePort, corev1.ServiceTypeLoadBalancer, corev1.ServiceTypeExternalName} {
 		cmd.AddCommand(newCreateServiceOf(g, t))
 	}
 	return cmd
@@ -168,14 +168,18 @@ func newCreateService(g *globals) *cobra.Command {
 
 func newCreateServiceOf(g *globals, typ corev1.ServiceType) *cobra.Command {
 	var tcp []string
-	var clusterIP, output, dryRunFlag string
+	var clusterIP, externalName, output, dryRunFlag string
 	var nodePort int32
 	cmd := &cobra.Command{
 		Use:   strings.ToLower(string(typ)) + " NAME --tcp=PORT[:TARGETPORT]",
 		Short: "Create a " + string(typ) + " service",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if len(tcp) == 0 && clusterIP != corev1.ClusterIPNone {
+			external := typ == corev1.ServiceTypeExternalName
+			if external && externalName == "" {
+				return fmt.Errorf("--external-name is required, e.g. --external-name db.example.com")
+			}
+			if len(tcp) == 0 && clusterIP != corev1.ClusterIPNone && !external {
 				return fmt.Errorf("at least one --tcp=PORT[:TARGETPORT] is required")
 			}
 			if nodePort != 0 && (nodePort < 1 || nodePort > 65535) {
@@ -189,6 +193,9 @@ func newCreateServiceOf(g *globals, typ corev1.ServiceType) *cobra.Command {
 					Selector:  map[string]string{"app": name},
 					ClusterIP: clusterIP,
 				},
+			}
+			if external {
+				svc.Spec.Selector, svc.Spec.ExternalName = nil, externalName
 			}
 			for _, spec := range tcp {
 				p, err := parseTCPSpec(spec)
@@ -208,6 +215,9 @@ func newCreateServiceOf(g *globals, typ corev1.ServiceType) *cobra.Command {
 	}
 	if typ == corev1.ServiceTypeNodePort {
 		f.Int32Var(&nodePort, "node-port", 0, "the nodePort to ask for (default: allocated)")
+	}
+	if typ == corev1.ServiceTypeExternalName {
+		f.StringVar(&externalName, "external-name", "", "the DNS name the service is an alias of")
 	}
 	f.StringVarP(&output, "output", "o", "", "print the object: yaml, json or name")
 	addDryRunFlag(cmd, &dryRunFlag)
