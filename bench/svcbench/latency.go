@@ -19,28 +19,41 @@ type latency struct {
 	direct  []time.Duration // connect() to a server address (no Service)
 }
 
-// connect is one blocking TCP connect from the calling thread's namespace:
-// the time from connect(2) to its return (SYN out, SYN-ACK in), closed
-// with a reset so no TIME_WAIT piles up. If greet, it first reads the
-// server's greeting (proof that the server, not something else, answered).
+// connect is one TCP connect from the calling thread's namespace: the
+// time from connect(2) until the socket is writable (SYN out, SYN-ACK
+// in), closed with a reset so no TIME_WAIT piles up. Non-blocking plus
+// poll(2), because a blocking connect returns EINTR when the Go runtime
+// preempts the thread (SIGURG). If greet, it first reads the server's
+// greeting (proof that the server, not something else, answered).
 func connect(dst netip.AddrPort, greet bool) (time.Duration, error) {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
 	if err != nil {
 		return 0, err
 	}
 	defer unix.Close(fd)
-	tv := unix.Timeval{Sec: 2}
-	_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv)
-	_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
 	_ = unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
 	sa := &unix.SockaddrInet4{Port: int(dst.Port()), Addr: dst.Addr().As4()}
 	t0 := time.Now()
 	err = unix.Connect(fd, sa)
-	dt := time.Since(t0)
-	if err != nil {
+	if err != nil && err != unix.EINPROGRESS {
 		return 0, fmt.Errorf("connect %s: %w", dst, err)
 	}
+	if err == unix.EINPROGRESS {
+		if err := waitFD(fd, unix.POLLOUT, t0.Add(2*time.Second)); err != nil {
+			return 0, fmt.Errorf("connect %s: %w", dst, err)
+		}
+		if soerr, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR); err != nil || soerr != 0 {
+			if err == nil {
+				err = unix.Errno(soerr)
+			}
+			return 0, fmt.Errorf("connect %s: %w", dst, err)
+		}
+	}
+	dt := time.Since(t0)
 	if greet {
+		if err := waitFD(fd, unix.POLLIN, time.Now().Add(2*time.Second)); err != nil {
+			return 0, fmt.Errorf("read from %s: %w", dst, err)
+		}
 		buf := make([]byte, 16)
 		n, err := unix.Read(fd, buf)
 		if err != nil {
@@ -51,6 +64,27 @@ func connect(dst netip.AddrPort, greet bool) (time.Duration, error) {
 		}
 	}
 	return dt, nil
+}
+
+// waitFD polls fd for events until deadline, retrying on EINTR.
+func waitFD(fd int, events int16, deadline time.Time) error {
+	for {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return fmt.Errorf("timed out")
+		}
+		fds := []unix.PollFd{{Fd: int32(fd), Events: events}}
+		n, err := unix.Poll(fds, int(left/time.Millisecond)+1)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			return nil
+		}
+	}
 }
 
 // measureLatency runs from the client namespace: first every target's

@@ -323,7 +323,7 @@ func (b *bench) printSync(w io.Writer, peers, others []string) {
 	fmt.Fprintf(w, "pn/X = podnet / X (lower is better: 0.10 = ten times faster). goals: %d of %d met\n", met, goals)
 	fmt.Fprintf(w, "full sync: from the first Service handed to the proxier to the rules in the kernel (one nft/iptables-restore transaction);\n")
 	fmt.Fprintf(w, "one change: one EndpointSlice's endpoint replaced, then a sync (kube-proxy: a partial sync), %d times, different Services.\n", b.o.updates)
-	fmt.Fprintf(w, "connect: blocking connect(2) from a client namespace through the node namespace to a server namespace, %d per proxy and\n", b.o.connects)
+	fmt.Fprintf(w, "connect: connect(2)+poll(2) from a client namespace through the node namespace to a server namespace, %d per proxy and\n", b.o.connects)
 	fmt.Fprintf(w, "scale, round robin over 10 target Services spread over the list (each with the server's 10 addresses as endpoints),\n")
 	fmt.Fprintf(w, "interleaved with as many connects straight to the server's pod IPs (the topology's floor; with iptables every new\n")
 	fmt.Fprintf(w, "connection walks KUBE-SERVICES, so its floor grows too). Judged: ClusterIP p50 / pod IP p50 (load moving a whole block\n")
