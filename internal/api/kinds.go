@@ -84,6 +84,22 @@ var kinds = []*Kind{
 		},
 	},
 	{
+		GVK:        corev1.SchemeGroupVersion.WithKind("ConfigMap"),
+		Columns:    configMapColumns(),
+		Resource:   "configmaps",
+		Aliases:    []string{"configmap", "cm"},
+		Namespaced: true,
+		New:        func() Object { return &corev1.ConfigMap{} },
+		Default:    func(Object) {},
+		Validate:   func(o Object) field.ErrorList { return ValidateConfigMap(o.(*corev1.ConfigMap)) },
+		ValidateUpdate: func(old, new Object) field.ErrorList {
+			if o := old.(*corev1.ConfigMap); o.Immutable != nil && *o.Immutable {
+				return field.ErrorList{field.Forbidden(field.NewPath("data"), "field is immutable when `immutable` is set")}
+			}
+			return nil
+		},
+	},
+	{
 		GVK:        corev1.SchemeGroupVersion.WithKind("Service"),
 		Columns:    serviceColumns(),
 		Resource:   "services",

@@ -64,6 +64,9 @@ func startStore(ctx context.Context, g *globals, f *serverFlags, cmd *cobra.Comm
 	if err == nil {
 		f.cluster, err = s.EnsureClusterConfig(ctx, f.cluster)
 	}
+	if err == nil {
+		err = s.EnsureClusterDNS(ctx, f.cluster.ServiceCIDR)
+	}
 	if err != nil {
 		done()
 		if emb != nil {

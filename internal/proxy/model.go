@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"fmt"
+	"github.com/podnet/podnet/internal/api"
 	"net/netip"
 	"sort"
 	"strings"
@@ -219,6 +220,11 @@ func pickEndpoints(sp corev1.ServicePort, slices []*discoveryv1.EndpointSlice, n
 func (b *builder) build(svc *corev1.Service, slices []*discoveryv1.EndpointSlice) (*svcState, error) {
 	st := newState()
 	if svc.Spec.Type == corev1.ServiceTypeExternalName {
+		return st, nil
+	}
+	if _, other := svc.Labels[api.LabelServiceProxyName]; other {
+		// Served by another component (kube-dns: the node-local DNS
+		// server), as kube-proxy skips such Services.
 		return st, nil
 	}
 	owner := svc.Namespace + "/" + svc.Name
