@@ -208,12 +208,16 @@ func (r *Request) SizeAndDo(m *dns.Msg) bool {
 // big for UDP.
 func (r *Request) Scrub(reply *dns.Msg) *dns.Msg {
 	r.SizeAndDo(reply)
-	reply.Compress = true
 	size := r.Size()
 	if r.Proto() == "tcp" {
 		size = dns.MaxMsgSize
 	}
-	if reply.Len() > size {
+	// The uncompressed length is cheap (no compression map); when it
+	// fits, the compressed message fits too.
+	reply.Compress = false
+	fits := reply.Len() <= size
+	reply.Compress = true
+	if !fits && reply.Len() > size {
 		reply.Truncate(size)
 	}
 	return reply

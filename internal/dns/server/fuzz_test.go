@@ -57,7 +57,7 @@ func FuzzServePacket(f *testing.F) {
 	m.SetEdns0(4096, true)
 	good, _ := m.Pack()
 	f.Add(good)
-	h, err := server.NewPacketHandler(".:0 {\n whoami\n}\n")
+	h, err := server.NewPacketHandler(".:0 {\n errors\n log\n loadbalance\n whoami\n}\nexample.org:0 {\n debug\n}\n")
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -71,4 +71,21 @@ func FuzzServePacket(f *testing.F) {
 			t.Fatalf("reply does not parse: %v", err)
 		}
 	})
+}
+
+func BenchmarkServePacket(b *testing.B) {
+	h, err := server.NewPacketHandler(".:0 {\n errors\n loadbalance\n whoami\n}\n")
+	if err != nil {
+		b.Fatal(err)
+	}
+	m := new(dns.Msg)
+	m.SetQuestion("www.example.org.", dns.TypeA)
+	m.SetEdns0(1232, false)
+	q, _ := m.Pack()
+	b.ReportAllocs()
+	for b.Loop() {
+		if h.ServePacket(q) == nil {
+			b.Fatal("no reply")
+		}
+	}
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"net"
 
@@ -18,7 +19,7 @@ type PacketHandler struct {
 // NewPacketHandler loads corefile (nothing is started: plugins that need
 // OnStartup hooks are not usable here) and routes as every address of it.
 func NewPacketHandler(corefile string) (*PacketHandler, error) {
-	inst, err := pdns.Load(pdns.Input{File: "Corefile", Contents: []byte(corefile)}, pdns.LoadOptions{Port: "53"})
+	inst, err := pdns.Load(pdns.Input{File: "Corefile", Contents: []byte(corefile)}, pdns.LoadOptions{Port: "53", Stdout: io.Discard, Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		return nil, err
 	}
