@@ -5,6 +5,7 @@ import (
 	"github.com/podnet/podnet/internal/api"
 	"net/netip"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -376,8 +377,8 @@ func (b *builder) pick(st *svcState, group, portID, owner string, eps []endpoint
 	if !st.groups[group] {
 		st.groups[group] = true
 		for i, e := range eps {
-			st.add(elem{set: MapEndpoints, isMap: true, key: fmt.Sprintf("0x%08x", base+uint32(i)),
-				value: fmt.Sprintf("%s . %d", e.addr, e.port), comment: group})
+			st.add(elem{set: MapEndpoints, isMap: true, key: markHex(base + uint32(i)),
+				value: e.addr.String() + " . " + strconv.Itoa(int(e.port)), comment: group})
 		}
 	}
 	var rules []string
@@ -400,6 +401,17 @@ func (b *builder) pick(st *svcState, group, portID, owner string, eps []endpoint
 		}
 	}
 	return rules, nil
+}
+
+// markHex writes a mark as the keys of service-eps are written: 0x%08x.
+func markHex(v uint32) string {
+	const digits = "0123456789abcdef"
+	b := []byte("0x00000000")
+	for i := 9; i >= 2; i-- {
+		b[i] = digits[v&0xf]
+		v >>= 4
+	}
+	return string(b)
 }
 
 // groupOwner returns the owning Service of a group name.

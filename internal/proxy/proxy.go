@@ -84,6 +84,7 @@ type Proxier struct {
 	applied  map[string]*svcState
 	ids      map[string]uint32 // group → id
 	usedIDs  map[uint32]string
+	fresh    []string // groups given an id in this sync
 	nextID   uint32
 	hairRef  map[netip.Addr]int
 	// claims: frontend (address . proto . port, or node port) → the one
@@ -307,10 +308,15 @@ func (p *Proxier) Sync(ctx context.Context) (Stats, error) {
 	}
 	// Commit: flows to endpoints that went away, then the new state.
 	var stale []Flow
+	release := p.fresh
+	p.fresh = nil
 	for k, ns := range next {
 		old := p.applied[k]
 		if old != nil {
 			stale = append(stale, staleFlows(old, ns)...)
+			for g := range old.groups {
+				release = append(release, g)
+			}
 		}
 		if len(ns.chains) == 0 && len(ns.elems) == 0 && len(ns.sets) == 0 {
 			delete(p.applied, k)
@@ -318,7 +324,7 @@ func (p *Proxier) Sync(ctx context.Context) (Stats, error) {
 			p.applied[k] = ns
 		}
 	}
-	p.releaseIDs()
+	p.releaseIDs(release)
 	if len(stale) > 0 && p.cfg.Conntrack != nil {
 		if err := p.cfg.Conntrack.Delete(stale); err != nil {
 			p.log.Warn("delete stale UDP conntrack entries", "flows", len(stale), "err", err)
@@ -419,15 +425,21 @@ func (p *Proxier) groupID(group string) (uint32, error) {
 		if _, used := p.usedIDs[p.nextID]; !used {
 			p.ids[group] = p.nextID
 			p.usedIDs[p.nextID] = group
+			p.fresh = append(p.fresh, group)
 			return p.nextID, nil
 		}
 	}
 	return 0, fmt.Errorf("no free endpoint group id (%d in use)", len(p.usedIDs))
 }
 
-// releaseIDs frees the ids of groups no applied Service uses.
-func (p *Proxier) releaseIDs() {
-	for g, id := range p.ids {
+// releaseIDs frees the ids of those groups (the ones the synced Services
+// had or were given) that no applied Service uses.
+func (p *Proxier) releaseIDs(groups []string) {
+	for _, g := range groups {
+		id, ok := p.ids[g]
+		if !ok {
+			continue
+		}
 		s := p.applied[groupOwner(g)]
 		if s == nil || !s.groups[g] {
 			delete(p.ids, g)
@@ -582,6 +594,7 @@ func (d *delta) apply(tx *knftables.Transaction) {
 // build, other CIDRs) has the proxy's part deleted and re-made.
 func (p *Proxier) restore(ctx context.Context, tx *knftables.Transaction) error {
 	p.applied = map[string]*svcState{}
+	p.fresh = nil
 	p.ids = map[string]uint32{}
 	p.usedIDs = map[uint32]string{}
 	p.hairRef = map[netip.Addr]int{}
