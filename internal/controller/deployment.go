@@ -215,7 +215,19 @@ type rsState struct {
 	rs     *appsv1.ReplicaSet
 	spec   int32
 	n      podCounts
-	exists int // pods of any kind, terminating ones included
+	exists int // pods not finished, terminating ones included
+}
+
+// running counts the pods that may still have processes: not Succeeded
+// or Failed, marked for deletion or not.
+func running(pods []*corev1.Pod) int {
+	n := 0
+	for _, p := range pods {
+		if p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed {
+			n++
+		}
+	}
+	return n
 }
 
 // load is what a ReplicaSet weighs in a rollout: its pods until its
@@ -245,7 +257,7 @@ func (c *Deployments) deployment(ctx context.Context, d *appsv1.Deployment, owne
 		return owned[i].Name < owned[j].Name
 	})
 	for _, rs := range owned {
-		st := &rsState{rs: rs, spec: replicasOf(rs), n: countPods(pods[rs.UID], d.Spec.MinReadySeconds, now), exists: len(pods[rs.UID])}
+		st := &rsState{rs: rs, spec: replicasOf(rs), n: countPods(pods[rs.UID], d.Spec.MinReadySeconds, now), exists: running(pods[rs.UID])}
 		due = soonest(due, st.n.due)
 		if string(templateJSON(&rs.Spec.Template)) == string(want) && (newRS == nil || rs.Name == d.Name+"-"+hash) {
 			if newRS != nil {
@@ -319,7 +331,7 @@ func activeOrLatest(newRS *rsState, olds []*rsState) *rsState {
 	return nil
 }
 
-// oldsGone reports whether no old ReplicaSet wants or has a pod.
+// oldsGone reports whether no old ReplicaSet wants or runs a pod.
 func oldsGone(olds []*rsState) bool {
 	for _, o := range olds {
 		if o.spec > 0 || o.exists > 0 {
