@@ -147,26 +147,12 @@ func (s *Server) serve(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) {
 		reply(w, r, dns.RcodeRefused)
 		return
 	}
-	name := strings.ToLower(r.Question[0].Name)
-	zone := ""
-	for off, end := 0, false; !end; off, end = dns.NextLabel(name, off) {
-		if c, ok := t.zones[name[off:]]; ok {
-			cfg, zone = c, name[off:]
-			break
-		}
-	}
-	if cfg == nil {
-		if c, ok := t.zones["."]; ok {
-			cfg, zone = c, "."
-		}
-	}
+	cfg, zone := t.match(strings.ToLower(r.Question[0].Name), r.Question[0].Qtype)
 	sw := &scrubWriter{ResponseWriter: w, req: pdns.NewRequest(w, r)}
 	if cfg == nil || cfg.Chain() == nil {
-		code := dns.RcodeRefused
-		if cfg != nil {
-			code = dns.RcodeServerFailure
-		}
-		reply(sw, r, code)
+		// No zone, or a zone whose block has no plugins: REFUSED, as
+		// CoreDNS answers.
+		reply(sw, r, dns.RcodeRefused)
 		return
 	}
 	ctx = pdns.WithServerInfo(ctx, pdns.ServerInfo{Server: t.server, Zone: zone, Config: cfg})
@@ -177,6 +163,35 @@ func (s *Server) serve(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) {
 	if !pdns.ClientWrite(rcode) {
 		reply(sw, r, rcode)
 	}
+}
+
+// match finds the block of name (lower case): the longest zone that
+// contains it. A DS record lives in the parent zone, so for DS the search
+// goes on to a parent block when there is one, as CoreDNS does. The root
+// zone is the last resort.
+func (t *route) match(name string, qtype uint16) (*pdns.Config, string) {
+	var ds *pdns.Config
+	dsZone := ""
+	for off, end := 0, false; !end; off, end = dns.NextLabel(name, off) {
+		c, ok := t.zones[name[off:]]
+		if !ok {
+			continue
+		}
+		if qtype != dns.TypeDS {
+			return c, name[off:]
+		}
+		if ds != nil {
+			return c, name[off:]
+		}
+		ds, dsZone = c, name[off:]
+	}
+	if ds != nil {
+		return ds, dsZone
+	}
+	if c, ok := t.zones["."]; ok {
+		return c, "."
+	}
+	return nil, ""
 }
 
 // reply writes an empty reply to r with rcode.

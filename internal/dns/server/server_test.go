@@ -26,9 +26,15 @@ sub.example.org:0 {
 	if r.Rcode != dns.RcodeSuccess || len(r.Extra) != 2 || r.Extra[0].Header().Name != "WwW.ExAmple.ORG." {
 		t.Fatalf("whoami reply: %v", r)
 	}
-	// The longest zone wins: sub.example.org has no plugins → SERVFAIL.
-	if r := dnstest.Query(t, s.Addr, "a.SUB.example.org.", dns.TypeA); r.Rcode != dns.RcodeServerFailure {
-		t.Fatalf("sub.example.org: rcode %s, want SERVFAIL", dns.RcodeToString[r.Rcode])
+	// The longest zone wins: sub.example.org has no plugins → REFUSED,
+	// as CoreDNS answers.
+	if r := dnstest.Query(t, s.Addr, "a.SUB.example.org.", dns.TypeA); r.Rcode != dns.RcodeRefused {
+		t.Fatalf("sub.example.org: rcode %s, want REFUSED", dns.RcodeToString[r.Rcode])
+	}
+	// DS lives in the parent: a DS query for sub.example.org goes to the
+	// example.org block (whoami answers).
+	if r := dnstest.Query(t, s.Addr, "sub.example.org.", dns.TypeDS); r.Rcode != dns.RcodeSuccess || len(r.Extra) != 2 {
+		t.Fatalf("DS sub.example.org: %v", r)
 	}
 	// No zone matches: REFUSED.
 	if r := dnstest.Query(t, s.Addr, "example.com.", dns.TypeA); r.Rcode != dns.RcodeRefused {
@@ -121,7 +127,7 @@ func TestReloadKeepsOldOnError(t *testing.T) {
 	if err := s.Reload(pdns.Input{File: "Corefile", Contents: []byte("example.org:0 {\n debug\n}\n")}); err != nil {
 		t.Fatal(err)
 	}
-	if r := dnstest.Query(t, s.Addr, "a.example.org.", dns.TypeA); r.Rcode != dns.RcodeServerFailure {
+	if r := dnstest.Query(t, s.Addr, "a.example.org.", dns.TypeA); r.Rcode != dns.RcodeRefused {
 		t.Fatalf("after reload to an empty chain: %v", r)
 	}
 }

@@ -75,9 +75,9 @@ func TestReloadOnChange(t *testing.T) {
 	s := dnstest.StartWith(t, first, dnstest.Options{File: file})
 	waitRcode(t, s.Addr, dns.RcodeSuccess)
 
-	// A good change: the chain is now empty, SERVFAIL.
+	// A good change: the chain is now empty, REFUSED.
 	write("example.org:0 {\n reload 50ms 10ms\n debug\n}\n")
-	waitRcode(t, s.Addr, dns.RcodeServerFailure)
+	waitRcode(t, s.Addr, dns.RcodeRefused)
 
 	// A bad change: counted, logged, the previous one keeps serving.
 	before := promtest.ToFloat64(failedCount)
@@ -89,7 +89,7 @@ func TestReloadOnChange(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	waitRcode(t, s.Addr, dns.RcodeServerFailure)
+	waitRcode(t, s.Addr, dns.RcodeRefused)
 
 	// Fixed again: reloaded.
 	write(first)
