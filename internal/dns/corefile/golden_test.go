@@ -29,7 +29,9 @@ func TestGolden(t *testing.T) {
 			if !ok && !*update {
 				t.Fatalf("%s: no %q separator", f, strings.TrimSpace(separator))
 			}
-			o := Options{Getenv: func(k string) string { return map[string]string{"UPSTREAM": "127.0.0.1:5300", "ZONE": "example.org"}[k] }}
+			o := Options{Getenv: func(k string) string {
+				return map[string]string{"UPSTREAM": "127.0.0.1:5300", "ZONE": "example.org"}[k]
+			}}
 			bs, err := Parse(f, []byte(in), o)
 			got := ""
 			if err != nil {
