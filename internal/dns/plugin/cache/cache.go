@@ -74,11 +74,13 @@ type Cache struct {
 	Metrics *Metrics
 	// ServerName gives the server label for metrics from a request's context.
 	ServerName func(context.Context) string
+	zones      string // the zones label
 }
 
 // New makes a cache handler from cfg.
 func New(cfg Config) *Cache {
-	return &Cache{cfg: cfg, pos: newStore(cfg.SuccessCap), neg: newStore(cfg.DenialCap), now: time.Now}
+	return &Cache{cfg: cfg, pos: newStore(cfg.SuccessCap), neg: newStore(cfg.DenialCap), now: time.Now,
+		zones: strings.Join(cfg.Zones, ",")}
 }
 
 // Name implements the plugin interface.
@@ -172,7 +174,7 @@ func (c *Cache) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) 
 	return dns.RcodeSuccess, nil
 }
 
-func (c *Cache) zonesLabel() string { return strings.Join(c.cfg.Zones, ",") }
+func (c *Cache) zonesLabel() string { return c.zones }
 
 // usable says whether an entry with ttl seconds left may be served.
 func (c *Cache) usable(ttl int) bool {
