@@ -43,10 +43,11 @@ func podnetDriver(args []string) int {
 	nodeName := fs.String("node-name", "pnb-node", "node name")
 	cluster := fs.String("cluster-cidr", "", "pod CIDR of the cluster")
 	svcCIDR := fs.String("service-cidr", serviceCIDR.String(), "service CIDR")
-	_ = fs.String("node-ip", "", "the node's IP (unused by podnet's proxier; accepted as the kube-proxy driver's)")
-	dump := fs.String("dump", "", "write the full sync's nft transaction to this file (to time `nft -f` alone)")
+	nodeIP := fs.String("node-ip", "", "the node's IP (the proxier routes the service CIDR to lo with it as source)")
+	viaKnftables := fs.Bool("knftables", false, "program through knftables (exec nft) instead of the agent's default kernel path (netlink)")
+	dump := fs.String("dump", "", "with -knftables: write the full sync's nft transaction to this file (to time `nft -f` alone)")
 	_ = fs.Parse(args)
-	res, err := runPodnetDriver(*file, *nodeName, *cluster, *svcCIDR, *dump)
+	res, err := runPodnetDriver(*file, *nodeName, *nodeIP, *cluster, *svcCIDR, *dump, *viaKnftables)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "podnet-driver:", err)
 		return 1
@@ -58,7 +59,7 @@ func podnetDriver(args []string) int {
 	return 0
 }
 
-func runPodnetDriver(file, nodeName, cluster, svcCIDR, dump string) (*syncResult, error) {
+func runPodnetDriver(file, nodeName, nodeIPStr, cluster, svcCIDR, dump string, viaKnftables bool) (*syncResult, error) {
 	if err := notRootNetns(); err != nil {
 		return nil, err
 	}
@@ -70,17 +71,33 @@ func runPodnetDriver(file, nodeName, cluster, svcCIDR, dump string) (*syncResult
 	if err != nil {
 		return nil, fmt.Errorf("-service-cidr: %w", err)
 	}
+	var nodeIP netip.Addr
+	if nodeIPStr != "" {
+		if nodeIP, err = netip.ParseAddr(nodeIPStr); err != nil {
+			return nil, fmt.Errorf("-node-ip: %w", err)
+		}
+	}
 	objs, err := readObjects(file)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", file, err)
 	}
-	nftIf, err := knftables.New(knftables.InetFamily, nft.TableName)
-	if err != nil {
-		return nil, fmt.Errorf("knftables: %w", err)
+	// As the agent does (internal/agent/services.go): NFT nil is the real
+	// kernel, over netlink, in this namespace.
+	cfg := proxy.Config{NodeName: nodeName, NodeIP: nodeIP, ClusterCIDR: cc, ServiceCIDR: sc}
+	var rec *recorder
+	if viaKnftables {
+		nftIf, err := knftables.New(knftables.InetFamily, nft.TableName)
+		if err != nil {
+			return nil, fmt.Errorf("knftables: %w", err)
+		}
+		rec = &recorder{Interface: nftIf, keep: dump != ""}
+		cfg.NFT = rec
 	}
-	rec := &recorder{Interface: nftIf, keep: dump != ""}
-	p := proxy.New(proxy.Config{NodeName: nodeName, ClusterCIDR: cc, ServiceCIDR: sc, NFT: rec})
+	p := proxy.New(cfg)
 	res := &syncResult{Mode: "podnet", Services: len(objs.Services)}
+	if viaKnftables {
+		res.Mode = "podnet-knftables"
+	}
 	for _, s := range objs.Slices {
 		res.Endpoints += len(s.Endpoints)
 	}
@@ -97,8 +114,10 @@ func runPodnetDriver(file, nodeName, cluster, svcCIDR, dump string) (*syncResult
 	if err != nil {
 		return nil, fmt.Errorf("full sync: %w", err)
 	}
-	res.NFTSeconds, res.NFTBytes = rec.took.Seconds(), len(rec.last)
-	if dump != "" {
+	if rec != nil {
+		res.NFTSeconds, res.NFTBytes = rec.took.Seconds(), len(rec.last)
+	}
+	if dump != "" && rec != nil {
 		if err := os.WriteFile(dump, []byte(rec.last), 0o644); err != nil {
 			return nil, err
 		}

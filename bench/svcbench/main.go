@@ -50,6 +50,7 @@ type options struct {
 	iperfPeers  string
 	phases      string
 	agentSvcs   int
+	podnetKnft  bool
 }
 
 // peer names: podnet, and the kube-proxy driver's modes.
@@ -79,6 +80,7 @@ func main() {
 	flag.IntVar(&o.iperfRounds, "iperf-rounds", 5, "iperf3 rounds, each one run to the pod IP and one to the ClusterIP (median of the per-round ratios reported)")
 	flag.StringVar(&o.iperfPeers, "iperf-peers", "podnet,nftables", "proxies whose ClusterIP throughput is measured")
 	flag.StringVar(&o.phases, "phases", "sync,latency,iperf,apply", "what to run: sync, latency (loads each proxy as sync does), iperf, apply (a local cluster), agentmem (then loads -agent-services into that cluster: minutes; needs apply)")
+	flag.BoolVar(&o.podnetKnft, "podnet-knftables", false, "podnet's driver programs through knftables (exec nft) instead of the agent's netlink path")
 	flag.IntVar(&o.agentSvcs, "agent-services", 10000, "Services (× -endpoints) loaded into the local cluster for the agents' memory")
 	flag.Parse()
 	os.Exit(run(o))
@@ -276,6 +278,9 @@ func (b *bench) runDriver(ctx context.Context, t *topo, peer, file, logName stri
 			return nil, err
 		}
 		bin, args = self, append([]string{"podnet-driver"}, args...)
+		if b.o.podnetKnft {
+			args = append(args, "-knftables")
+		}
 	} else {
 		args = append([]string{"-mode", peer}, args...)
 	}

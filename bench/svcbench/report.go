@@ -203,7 +203,9 @@ func (b *bench) printSync(w io.Writer, peers, others []string) {
 		per(fmt.Sprintf("  (info) slowest of %d changes, %s", b.o.updates, scaleName(max)), max, partMax, secs, nil)
 		per(fmt.Sprintf("driver RSS at %s Services", scaleName(max)), max, rss, func(f float64) string { return mib(int(f)) }, nil)
 		nftPart := func(pr *peerRun) float64 { return pr.sync.NFTSeconds }
-		per(fmt.Sprintf("  (info) its nft -f alone, %s", scaleName(max)), max, nftPart, secs, nil)
+		if b.val("podnet", max, nftPart) > 0 { // only with -podnet-knftables
+			per(fmt.Sprintf("  (info) its nft -f alone, %s", scaleName(max)), max, nftPart, secs, nil)
+		}
 		for _, n := range b.scales {
 			n := n
 			ld := func(pr *peerRun) float64 { return pr.load }
