@@ -152,6 +152,32 @@ upstream.test:PORT fwd.test:PORT {
         except private.upstream.test
     }
 }
+tcp.test:PORT {
+    rewrite name suffix .tcp.test .upstream.test answer auto
+    forward . 127.0.0.1:UPPORT {
+        force_tcp
+    }
+}
+udp.test:PORT {
+    rewrite name suffix .udp.test .upstream.test answer auto
+    forward . 127.0.0.1:UPPORT {
+        prefer_udp
+        policy sequential
+    }
+}
+nr.test:PORT {
+    hosts {
+        10.5.0.1 a.nr.test
+        10.5.0.2 b.nr.test
+        ttl 30
+        no_reverse
+        fallthrough
+        fallthrough_unsupported
+    }
+    template ANY ANY nr.test {
+        answer "{{ .Name }} 5 IN TXT \"from template {{ .Type }}\""
+    }
+}
 tmpl.test:PORT {
     template IN A tmpl.test {
         match "^ip-(?P<a>[0-9]+)-(?P<b>[0-9]+)-(?P<c>[0-9]+)-(?P<d>[0-9]+)[.]tmpl[.]test[.]$"
@@ -245,12 +271,20 @@ func queries() []query {
 		add(n, A, AAAA, MX)
 	}
 	add("upstream.test.", NS, SOA)
+	// force_tcp / prefer_udp forwarders, hosts with ttl/no_reverse/fallthrough_unsupported
+	for _, n := range []string{"www.tcp.test.", "big.tcp.test.", "nope.tcp.test.", "www.udp.test.", "big.udp.test."} {
+		add(n, A, TXT)
+	}
+	for _, n := range []string{"a.nr.test.", "b.nr.test.", "c.nr.test."} {
+		add(n, A, AAAA, TXT, MX)
+	}
+	add("1.0.5.10.in-addr.arpa.", PTR)
 	// template
 	for _, n := range []string{"ip-10-1-2-3.tmpl.test.", "IP-192-0-2-1.tmpl.test.", "shop.apps.tmpl.test.", "other.tmpl.test.", "tmpl.test."} {
 		add(n, A, AAAA, TXT)
 	}
 	// transports, EDNS, flags, truncation
-	for _, n := range []string{"big.hosts.test.", "big.example.org.", "big.upstream.test.", "www.example.org.", "x.hosts.test."} {
+	for _, n := range []string{"big.hosts.test.", "big.example.org.", "big.upstream.test.", "www.example.org.", "x.hosts.test.", "big.tcp.test.", "big.udp.test."} {
 		t := TXT
 		if strings.HasPrefix(n, "big.hosts") || strings.HasPrefix(n, "x.") {
 			t = A
