@@ -207,7 +207,16 @@ func (r *Request) SizeAndDo(m *dns.Msg) bool {
 // had one, name compression, and truncation with TC set when it is too
 // big for UDP.
 func (r *Request) Scrub(reply *dns.Msg) *dns.Msg {
-	r.SizeAndDo(reply)
+	if !r.SizeAndDo(reply) {
+		// RFC 6891 6.1.1: no OPT in a reply to a query without one (a
+		// cached or forwarded reply may carry one).
+		for i := 0; i < len(reply.Extra); i++ {
+			if reply.Extra[i].Header().Rrtype == dns.TypeOPT {
+				reply.Extra = append(reply.Extra[:i], reply.Extra[i+1:]...)
+				i--
+			}
+		}
+	}
 	size := r.Size()
 	if r.Proto() == "tcp" {
 		size = dns.MaxMsgSize
