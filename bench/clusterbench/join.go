@@ -360,4 +360,3 @@ func prefixOf(ip net.IP, mask net.IPMask) (netip.Prefix, bool) {
 	ones, _ := mask.Size()
 	return netip.PrefixFrom(a.Unmap(), ones).Masked(), true
 }
-

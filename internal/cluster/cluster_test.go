@@ -217,7 +217,6 @@ func TestConfigFile(t *testing.T) {
 	}
 }
 
-
 func TestPlanExternalEtcd(t *testing.T) {
 	s := Spec{Name: "c", Nodes: 2, EtcdMembers: 3, TwoSubnets: true}
 	s.Default()
