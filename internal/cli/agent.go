@@ -41,6 +41,8 @@ type agentFlags struct {
 	mtu        int
 	netns      string
 	leaseTTL   time.Duration
+	clusterDNS bool
+	dnsUp      string
 }
 
 func (f *agentFlags) register(cmd *cobra.Command) {
@@ -57,6 +59,8 @@ func (f *agentFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.bridge, "bridge", cni.DefaultBridge, "the node's pod bridge")
 	fl.IntVar(&f.mtu, "mtu", 0, "pod interface MTU (0: the overlay's, the underlay's minus 50 with vxlan)")
 	fl.DurationVar(&f.leaseTTL, "node-lease-ttl", agent.DefaultLeaseTTL, "the node lease's time to live (whole seconds, at least 2s): how soon after this agent dies the node turns NotReady and its load-balancer addresses move to another node; a store stall longer than this marks the node NotReady too")
+	fl.BoolVar(&f.clusterDNS, "cluster-dns", true, "answer the cluster DNS address (kube-dns) on this node with a node-local `podnet dns`, and give pods it as their nameserver")
+	fl.StringVar(&f.dnsUp, "dns-upstream", "none", "resolv.conf the node DNS server forwards outside names to (in place of the Corefile's /etc/resolv.conf); \"none\": no forwarding, outside names fail at once")
 	fl.StringVar(&f.netns, "netns", "", "the named network namespace this node runs in, when it is one (a local cluster's node); empty on a real host")
 }
 
@@ -154,13 +158,38 @@ func newAgentFromFlags(ctx context.Context, g *globals, f *agentFlags, s *store.
 	if err != nil {
 		return nil, err
 	}
+	runners := []agent.Runner{reg.Lease, ov, svcs, l2}
+	resolv := resolvconf.Config{HostResolvConf: "/etc/resolv.conf"}
+	if f.clusterDNS {
+		addr, err := store.DNSServiceIP(reg.Cluster.ServiceCIDR)
+		if err != nil {
+			return nil, err
+		}
+		env := []string{"PODNET_ETCD_ENDPOINTS=" + strings.Join(g.endpoints, ",")}
+		for k, v := range map[string]string{"PODNET_ETCD_CAFILE": g.caFile, "PODNET_ETCD_CERTFILE": g.certFile, "PODNET_ETCD_KEYFILE": g.keyFile} {
+			if v != "" {
+				env = append(env, k+"="+v)
+			}
+		}
+		runners = append(runners, agent.NewNodeDNS(agent.NodeDNSConfig{
+			NodeName: f.nodeName, Binary: self, Dir: filepath.Join(stateDir, "dns"), Address: addr,
+			Upstream: f.dnsUp, Env: env, Source: s, Store: s, Logger: log,
+		}))
+		resolv.ClusterDNS = []string{addr}
+		// Pods with dnsPolicy Default get the node DNS server's upstream,
+		// never the machine's own resolver unless asked for.
+		resolv.HostResolvConf = f.dnsUp
+		if f.dnsUp == "none" {
+			resolv.HostResolvConf = filepath.Join(stateDir, "dns", "no-upstream.conf")
+		}
+	}
 	mgr, err := sandbox.New(sandbox.Config{
 		NodeName:        f.nodeName,
 		StateDir:        stateDir,
 		CNIConfListPath: confPath,
 		CNIBinDirs:      []string{f.cniBinDir},
 		PodnetBinary:    self,
-		ResolvConf:      resolvconf.Config{HostResolvConf: "/etc/resolv.conf"},
+		ResolvConf:      resolv,
 		Logger:          log,
 	})
 	if err != nil {
@@ -169,7 +198,7 @@ func newAgentFromFlags(ctx context.Context, g *globals, f *agentFlags, s *store.
 	return agent.New(agent.Config{
 		NodeName: f.nodeName, NodeIP: f.nodeIP, Store: s, Runtime: mgr,
 		Logger:  log,
-		Runners: []agent.Runner{reg.Lease, ov, svcs, l2},
+		Runners: runners,
 	}), nil
 }
 

@@ -274,7 +274,7 @@ func (m ProcessMatcher) namesDir(pid int) ([]string, bool) {
 	switch filepath.Base(args[0]) {
 	case "podnet":
 		switch args[1] {
-		case "server", "agent", "shim":
+		case "server", "agent", "shim", "dns":
 			first = 2
 		default:
 			return nil, false
