@@ -81,8 +81,32 @@ var ruleTemplates = []struct {
 	}},
 }
 
-// encodeRule returns a rule's expressions, as nft would compile it.
-func encodeRule(rule string) ([]expr.Any, error) {
+// encodeRule returns a rule's expressions, as nft would compile it. ids
+// are the batch ids of sets added in the same batch (a rule names a new
+// set by id, an existing one by name).
+func encodeRule(rule string, ids map[string]uint32) ([]expr.Any, error) {
+	if m := affLookup.FindStringSubmatch(rule); m != nil {
+		v, err := parseU32(m[2])
+		return []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.NFPROTO_IPV4}},
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4},
+			&expr.Lookup{SourceRegister: 1, SetName: m[1], SetID: ids[m[1]]},
+			&expr.Immediate{Register: 1, Data: ne32(v)},
+			setMark(),
+		}, err
+	}
+	if m := affUpdate.FindStringSubmatch(rule); m != nil {
+		v, err := parseU32(m[1])
+		return []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ne32(v)},
+			&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.NFPROTO_IPV4}},
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4},
+			&expr.Dynset{SrcRegKey: 1, SetName: m[2], SetID: ids[m[2]], Operation: unix.NFT_DYNSET_OP_UPDATE},
+		}, err
+	}
 	for _, t := range ruleTemplates {
 		if m := t.re.FindStringSubmatch(rule); m != nil {
 			return t.enc(m)
@@ -90,6 +114,12 @@ func encodeRule(rule string) ([]expr.Any, error) {
 	}
 	return nil, fmt.Errorf("rule %q: %w", rule, errNoNetlink)
 }
+
+// sessionAffinity rules (model.go's pick).
+var (
+	affLookup = regexp.MustCompile(`^ip saddr @(\S+) meta mark set (0x[0-9a-f]+)$`)
+	affUpdate = regexp.MustCompile(`^meta mark (0x[0-9a-f]+) update @(\S+) \{ ip saddr \}$`)
+)
 
 func parseU32(s string) (uint32, error) {
 	v, err := strconv.ParseUint(s, 0, 32)
@@ -201,9 +231,6 @@ const elemsPerMessage = 400
 // netlinkBatch builds d as nf_tables messages (without batch begin/end),
 // or errNoNetlink.
 func netlinkBatch(d *delta) ([]netlink.Message, error) {
-	if len(d.setAdd) > 0 {
-		return nil, fmt.Errorf("sessionAffinity sets: %w", errNoNetlink)
-	}
 	var captured []netlink.Message
 	c, err := nftables.New(nftables.WithTestDial(func(req []netlink.Message) ([]netlink.Message, error) {
 		if captured == nil {
@@ -215,6 +242,15 @@ func netlinkBatch(d *delta) ([]netlink.Message, error) {
 		return nil, err
 	}
 	table := &nftables.Table{Name: pnft.TableName, Family: nftables.TableFamilyINet}
+	ids := map[string]uint32{}
+	for _, n := range sortedKeys(d.setAdd) {
+		set := &nftables.Set{Name: n, Table: table, KeyType: nftables.TypeIPAddr, Dynamic: true,
+			HasTimeout: true, Timeout: d.setAdd[n].timeout}
+		if err := c.AddSet(set, nil); err != nil {
+			return nil, err
+		}
+		ids[n] = set.ID
+	}
 	for _, n := range sortedKeys(d.chainAdd) {
 		c.AddChain(&nftables.Chain{Name: n, Table: table})
 	}
@@ -225,7 +261,7 @@ func netlinkBatch(d *delta) ([]netlink.Message, error) {
 			ex, ok := rules[r]
 			if !ok {
 				var err error
-				if ex, err = encodeRule(r); err != nil {
+				if ex, err = encodeRule(r, ids); err != nil {
 					return nil, err
 				}
 				rules[r] = ex

@@ -246,6 +246,10 @@ func TestNetlinkWriterEqualsText(t *testing.T) {
 		},
 		3: func(s *corev1.Service) { s.Spec.InternalTrafficPolicy = &local },
 		4: nil, // gets no endpoints
+		5: func(s *corev1.Service) {
+			s.Spec.SessionAffinity = corev1.ServiceAffinityClientIP
+			s.Spec.SessionAffinityConfig = &corev1.SessionAffinityConfig{ClientIP: &corev1.ClientIPConfig{TimeoutSeconds: ptrTo[int32](30)}}
+		},
 	}
 	apply := func(round int) {
 		for _, sd := range sides {
@@ -281,3 +285,5 @@ func TestNetlinkWriterEqualsText(t *testing.T) {
 	apply(0)
 	apply(1)
 }
+
+func ptrTo[T any](v T) *T { return &v }
