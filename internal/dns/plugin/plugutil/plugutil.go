@@ -86,9 +86,10 @@ func Normalize(name string) string {
 
 // HostZone turns a server-block key or zone argument ("example.org",
 // "dns://example.org:1053", "10.0.0.0/24") into normalized zone names.
-// A CIDR expands to the reverse zones it covers on octet (v4) or nibble (v6)
-// boundaries; a prefix that is not on a boundary is rounded down to the
-// enclosing one.
+// A CIDR becomes the reverse zones it covers: a prefix on an octet (v4) or
+// nibble (v6) boundary is one zone, another is expanded to the zones of
+// the next boundary, as CoreDNS does (10.0.0.0/23 is 0.0.10.in-addr.arpa.
+// and 1.0.10.in-addr.arpa.).
 func HostZone(s string) []string {
 	s = strings.TrimPrefix(s, "dns://")
 	if h, _, err := net.SplitHostPort(s); err == nil {
@@ -97,34 +98,50 @@ func HostZone(s string) []string {
 		s = s[:i]
 	}
 	if p, err := netip.ParsePrefix(s); err == nil {
-		return []string{reverseZone(p)}
+		return reverseZones(p.Masked())
 	}
 	return []string{Normalize(s)}
 }
 
-func reverseZone(p netip.Prefix) string {
-	p = p.Masked()
+func reverseZones(p netip.Prefix) []string {
+	step := 8
+	if !p.Addr().Is4() {
+		step = 4
+	}
+	bits := p.Bits()
+	next := (bits + step - 1) / step * step
+	n := 1 << (next - bits)
+	if n > 256 {
+		n = 256 // at most one octet of expansion; a wider prefix keeps its first zones
+	}
+	var out []string
 	a := p.Addr()
-	if a.Is4() {
-		octets := p.Bits() / 8
-		b := a.As4()
-		var sb strings.Builder
-		for i := octets - 1; i >= 0; i-- {
-			fmt.Fprintf(&sb, "%d.", b[i])
-		}
-		return sb.String() + "in-addr.arpa."
+	for i := 0; i < n; i++ {
+		out = append(out, reverseZone(netip.PrefixFrom(a, next)))
+		a = addAt(a, next, 1)
 	}
-	nibbles := p.Bits() / 4
-	b := a.As16()
-	var sb strings.Builder
-	for i := nibbles - 1; i >= 0; i-- {
-		n := b[i/2]
-		if i%2 == 0 {
-			n >>= 4
+	return out
+}
+
+// addAt adds v at the bit position just above prefix length bits.
+func addAt(a netip.Addr, bits int, v int) netip.Addr {
+	b := a.AsSlice()
+	pos := bits - 1 // index of the last bit of the prefix
+	carry := v
+	for i := pos; i >= 0 && carry > 0; {
+		byteIdx, bit := i/8, 7-i%8
+		cur := int(b[byteIdx]>>bit) & 1
+		sum := cur + carry
+		if sum&1 == 1 {
+			b[byteIdx] |= 1 << bit
+		} else {
+			b[byteIdx] &^= 1 << bit
 		}
-		fmt.Fprintf(&sb, "%x.", n&0xf)
+		carry = sum >> 1
+		i--
 	}
-	return sb.String() + "ip6.arpa."
+	r, _ := netip.AddrFromSlice(b)
+	return r
 }
 
 // Origins returns the zones named in args, or when there are none, the
@@ -333,4 +350,27 @@ func DO(r *dns.Msg) bool {
 		return o.Do()
 	}
 	return false
+}
+
+// reverseZone is the in-addr.arpa/ip6.arpa zone of a prefix on an octet
+// (v4) or nibble (v6) boundary.
+func reverseZone(p netip.Prefix) string {
+	a := p.Addr()
+	var sb strings.Builder
+	if a.Is4() {
+		b := a.As4()
+		for i := p.Bits()/8 - 1; i >= 0; i-- {
+			fmt.Fprintf(&sb, "%d.", b[i])
+		}
+		return sb.String() + "in-addr.arpa."
+	}
+	b := a.As16()
+	for i := p.Bits()/4 - 1; i >= 0; i-- {
+		n := b[i/2]
+		if i%2 == 0 {
+			n >>= 4
+		}
+		fmt.Fprintf(&sb, "%x.", n&0xf)
+	}
+	return sb.String() + "ip6.arpa."
 }
