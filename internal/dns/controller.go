@@ -25,12 +25,32 @@ type Controller struct {
 // (e.g. "hosts example.org { fallthrough }"), for setup tests. Its server
 // block has the zone ".", port 53, and it belongs to a fresh Instance.
 func NewTestController(input string) *Controller {
+	return NewTestControllerKeys(input, ".")
+}
+
+// NewTestControllerKeys is NewTestController for a server block with the
+// given keys ("example.org:1053", "10.0.0.0/8"); it panics on a bad key.
+func NewTestControllerKeys(input string, keys ...string) *Controller {
 	toks, err := corefile.Lex("Testfile", []byte(input), func(string) string { return "" })
 	if err != nil {
 		panic(err)
 	}
 	inst := NewInstance(Input{File: "Testfile", Contents: []byte(input)})
-	cfg := &Config{Zones: []string{"."}, Port: "53", Transport: "dns", inst: inst, values: map[string]any{}}
+	cfg := &Config{Port: "53", Transport: "dns", inst: inst, values: map[string]any{}}
+	for _, ks := range keys {
+		k, err := corefile.ParseKey(ks)
+		if err != nil {
+			panic(err)
+		}
+		if k.Port == "" {
+			k.Port = "53"
+		}
+		cfg.Keys = append(cfg.Keys, k)
+		cfg.Zones = append(cfg.Zones, k.Zone)
+	}
+	if len(cfg.Keys) > 0 {
+		cfg.Port = cfg.Keys[0].Port
+	}
 	inst.Configs = append(inst.Configs, cfg)
 	name := ""
 	if len(toks) > 0 {

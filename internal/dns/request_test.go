@@ -104,3 +104,13 @@ func TestZonesAndFallthrough(t *testing.T) {
 		t.Errorf("origins from args: %v", got)
 	}
 }
+
+func TestNewTestControllerKeys(t *testing.T) {
+	c := NewTestControllerKeys("whoami", "Example.org:1053", "10.0.0.0/8")
+	if strings.Join(c.Zones(), " ") != "example.org. 10.in-addr.arpa." || c.Config().Port != "1053" {
+		t.Fatalf("zones %v port %s", c.Zones(), c.Config().Port)
+	}
+	if got := strings.Join(c.ServerBlockKeys(), " "); got != "dns://example.org.:1053 dns://10.in-addr.arpa.:53" {
+		t.Fatalf("keys %s", got)
+	}
+}

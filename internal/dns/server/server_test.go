@@ -2,6 +2,8 @@ package server_test
 
 import (
 	"fmt"
+	"io"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -185,5 +187,36 @@ func TestReloadDropsNothing(t *testing.T) {
 	}
 	if n < 30 {
 		t.Fatalf("only %d queries during the reloads", n)
+	}
+}
+
+// Garbage over TCP: the connection may be closed, the server goes on.
+func TestMalformedTCP(t *testing.T) {
+	s := dnstest.Start(t, ".:0 {\n whoami\n}\n")
+	for _, b := range malformed {
+		c, err := net.Dial("tcp", s.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		frame := append([]byte{byte(len(b) >> 8), byte(len(b))}, b...)
+		c.Write(frame)
+		c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		buf := make([]byte, 65535)
+		n, _ := io.ReadAtLeast(c, buf, 2)
+		if n >= 2 {
+			l := int(buf[0])<<8 | int(buf[1])
+			if n >= 2+l {
+				var m dns.Msg
+				if err := m.Unpack(buf[2 : 2+l]); err != nil {
+					t.Errorf("reply to %x does not parse: %v", b, err)
+				}
+			}
+		}
+		c.Close()
+	}
+	m := new(dns.Msg)
+	m.SetQuestion("still.alive.", dns.TypeA)
+	if r := dnstest.Exchange(t, "tcp", s.Addr, m); r.Rcode != dns.RcodeSuccess {
+		t.Fatalf("after TCP garbage: %v", r)
 	}
 }

@@ -4,6 +4,7 @@
 package health
 
 import (
+	"net"
 	"net/http"
 	"time"
 
@@ -25,6 +26,16 @@ var requestDuration = pdns.RegisterOrExisting(prometheus.NewHistogram(prometheus
 	Buckets:   prometheus.ExponentialBuckets(0.00025, 10, 7),
 	Help:      "Histogram of the time (in seconds) each request took.",
 }))
+
+var requestFailures = pdns.RegisterOrExisting(prometheus.NewCounter(prometheus.CounterOpts{
+	Namespace: pdns.Namespace,
+	Subsystem: "health",
+	Name:      "request_failures_total",
+	Help:      "The number of times the health check failed.",
+}))
+
+// checkEvery is the period of the self-check that feeds the metrics.
+var checkEvery = time.Second
 
 // Health is the parsed directive.
 type Health struct {
@@ -72,15 +83,15 @@ func setup(c *pdns.Controller) error {
 	c.OnStartup(func() error {
 		mux := http.NewServeMux()
 		mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) {
-			start := time.Now()
 			w.Write([]byte("OK"))
-			requestDuration.Observe(time.Since(start).Seconds())
 		})
 		stop, err := pdns.ServeHTTP(h.Addr, mux)
 		if err != nil {
 			return pdns.Errorf(name, "listen %s: %w", h.Addr, err)
 		}
-		h.stop = stop
+		done := make(chan struct{})
+		go h.selfCheck(done)
+		h.stop = func() error { close(done); return stop() }
 		return nil
 	})
 	c.OnShutdown(func() error {
@@ -98,4 +109,36 @@ func setup(c *pdns.Controller) error {
 	})
 	c.Config().Set(name, h)
 	return nil
+}
+
+// selfCheck asks /health every checkEvery, as CoreDNS does, and records
+// the time it took or the failure.
+func (h *Health) selfCheck(done chan struct{}) {
+	host, port, _ := net.SplitHostPort(h.Addr)
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	url := "http://" + net.JoinHostPort(host, port) + "/health"
+	c := &http.Client{Timeout: 3 * time.Second}
+	t := time.NewTicker(checkEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+		}
+		start := time.Now()
+		resp, err := c.Get(url)
+		if err != nil {
+			requestFailures.Inc()
+			continue
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			requestFailures.Inc()
+			continue
+		}
+		requestDuration.Observe(time.Since(start).Seconds())
+	}
 }

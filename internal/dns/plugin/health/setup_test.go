@@ -12,7 +12,11 @@ import (
 	"github.com/podnet/podnet/internal/dns/dnstest"
 	_ "github.com/podnet/podnet/internal/dns/plugin/whoami"
 	"github.com/podnet/podnet/internal/testutil"
+	promtest "github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 )
+
+func init() { checkEvery = 20 * time.Millisecond }
 
 func TestSetup(t *testing.T) {
 	for _, tt := range []struct {
@@ -46,6 +50,12 @@ func TestSetup(t *testing.T) {
 	}
 }
 
+func histCount() uint64 {
+	var m dto.Metric
+	requestDuration.Write(&m)
+	return m.GetHistogram().GetSampleCount()
+}
+
 func get(t *testing.T, url string) (int, string) {
 	t.Helper()
 	resp, err := http.Get(url)
@@ -64,6 +74,14 @@ func TestHealthAcrossReloadAndLameduck(t *testing.T) {
 	url := fmt.Sprintf("http://127.0.0.1:%d/health", port)
 	if code, body := get(t, url); code != 200 || body != "OK" {
 		t.Fatalf("/health: %d %q", code, body)
+	}
+	// The self-check records its duration.
+	deadline := time.Now().Add(5 * time.Second)
+	for promtest.CollectAndCount(requestDuration) == 0 || histCount() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no self-check recorded")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	// A reload to the same address keeps /health up.
 	if err := s.Reload(pdns.Input{File: "Corefile", Contents: []byte(cf)}); err != nil {
