@@ -217,6 +217,19 @@ func TestRejects(t *testing.T) {
 	refusedWithin(t, "unallocated service IP, from a pod", w.cli.path, "tcp4", ipPort("10.96.0.99", 80), limit)
 	refusedWithin(t, "unallocated service IP, from the node", w.n1.path, "tcp4", ipPort("10.96.0.99", 80), limit)
 	refusedWithin(t, "a port the Service lacks", w.cli.path, "tcp4", ipPort("10.96.0.30", 81), limit)
+
+	// An address of the range the node holds itself (as the agent's
+	// node-local DNS holds 10.96.0.10 on a dummy link, or on lo where the
+	// kernel has no dummy driver, as here) is delivered, from pods and
+	// from the node.
+	testutil.Run(t, "ip", "-n", w.n1.ns, "addr", "add", "10.96.0.10/32", "dev", "lo")
+	node := &pod{n: w.n1, name: "node", path: w.n1.path}
+	node.serveTCP(53)
+	for _, from := range []string{w.cli.path, w.n1.path} {
+		if a, err := hit(from, ipPort("10.96.0.10", 53), 2*time.Second); err != nil || a.id != "node:53" {
+			t.Errorf("node-local service-range address: %v %v", a, err)
+		}
+	}
 }
 
 // Serving-but-terminating endpoints are used only when no endpoint is

@@ -65,8 +65,11 @@ func staticChains(clusterCIDR, serviceCIDR netip.Prefix) []staticChain {
 	}
 	if serviceCIDR.IsValid() {
 		// Still addressed to the service range after dstnat: an unallocated
-		// IP or a port no Service has. Never route it out.
-		filter = append(filter, fmt.Sprintf("ip daddr %s goto %s", serviceCIDR.Masked(), ChainReject))
+		// IP or a port no Service has. Never route it out. An address of
+		// the range the node holds itself (the node-local cluster DNS on
+		// its dummy link, whose traffic is notrack and never DNAT'd) is
+		// delivered.
+		filter = append(filter, fmt.Sprintf("ip daddr %s fib daddr type != local goto %s", serviceCIDR.Masked(), ChainReject))
 	}
 	dnat := []string{}
 	for _, p := range []string{"tcp", "udp", "sctp"} {
