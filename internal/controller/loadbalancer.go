@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/podnet/podnet/internal/api"
+	"github.com/podnet/podnet/internal/informer"
 	"github.com/podnet/podnet/internal/lbipam"
 	"github.com/podnet/podnet/internal/store"
 	corev1 "k8s.io/api/core/v1"
@@ -45,17 +46,24 @@ func NewLoadBalancer(s *store.Store, log *slog.Logger, resync time.Duration) *Lo
 
 func (c *LoadBalancer) Name() string { return "loadbalancer" }
 
-// Run reconciles every resync and whenever a Service or the cluster
-// configuration changes.
+// Run keeps a cache of Services (list + watch, internal/informer) and
+// reconciles from it every resync and whenever a Service or the cluster
+// configuration changes, so a pass reads no Services from the store: only
+// the cluster configuration and the load-balancer claims (one key each per
+// LoadBalancer Service), which are the truth this loop writes.
 func (c *LoadBalancer) Run(ctx context.Context) error {
 	k := make(kick, 1)
-	go watchKeys(ctx, c.s.Client(), store.ListKey(serviceKind, ""), k)
+	svcs := informer.New[*corev1.Service](c.s, serviceKind, "", c.log)
+	addKick(svcs, k)
+	go svcs.Run(ctx)
 	go watchKeys(ctx, c.s.Client(), store.ClusterConfigKey, k)
 	t := time.NewTicker(c.resync)
 	defer t.Stop()
 	for {
-		if err := c.Reconcile(ctx); err != nil && ctx.Err() == nil {
-			c.log.Warn("reconcile load-balancer addresses", "err", err)
+		if svcs.HasSynced() {
+			if err := c.reconcile(ctx, svcs.List); err != nil && ctx.Err() == nil {
+				c.log.Warn("reconcile load-balancer addresses", "err", err)
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -66,8 +74,18 @@ func (c *LoadBalancer) Run(ctx context.Context) error {
 	}
 }
 
-// Reconcile runs one pass over all Services and claims.
+// Reconcile runs one pass over all Services and claims, read from the
+// store.
 func (c *LoadBalancer) Reconcile(ctx context.Context) error {
+	return c.reconcile(ctx, nil)
+}
+
+// reconcile runs one pass. services returns the Services to reconcile
+// (a cache's contents); nil lists them from the store. It is called after
+// the claims are read: a cache never goes back to an older state, and this
+// loop claims only for Services it has seen, so a claim whose Service is
+// missing from the cache is still an orphan.
+func (c *LoadBalancer) reconcile(ctx context.Context, services func() []*corev1.Service) error {
 	cfg, ok, err := c.s.ClusterConfig(ctx)
 	if err != nil || !ok {
 		return err
@@ -90,13 +108,21 @@ func (c *LoadBalancer) Reconcile(ctx context.Context) error {
 	for ip, owner := range claims {
 		held[owner] = ip
 	}
-	objs, _, err := c.s.List(ctx, serviceKind, "")
-	if err != nil {
-		return err
+	var svcs []*corev1.Service
+	if services != nil {
+		svcs = services()
+	} else {
+		objs, _, err := c.s.List(ctx, serviceKind, "")
+		if err != nil {
+			return err
+		}
+		svcs = make([]*corev1.Service, 0, len(objs))
+		for _, o := range objs {
+			svcs = append(svcs, o.(*corev1.Service))
+		}
 	}
 	wanted := map[string]bool{}
-	for _, o := range objs {
-		svc := o.(*corev1.Service)
+	for _, svc := range svcs {
 		owner := lbipam.Owner(svc.Namespace, svc.Name)
 		if svc.Spec.Type != corev1.ServiceTypeLoadBalancer || svc.DeletionTimestamp != nil {
 			continue
@@ -119,8 +145,7 @@ func (c *LoadBalancer) Reconcile(ctx context.Context) error {
 			c.log.Info("released load-balancer address", "service", owner, "ip", ip)
 		}
 	}
-	for _, o := range objs {
-		svc := o.(*corev1.Service)
+	for _, svc := range svcs {
 		if svc.Spec.Type != corev1.ServiceTypeLoadBalancer && len(svc.Status.LoadBalancer.Ingress) > 0 {
 			if err := c.setIngress(ctx, svc, netip.Addr{}); err != nil {
 				c.log.Warn("clear load-balancer status", "service", lbipam.Owner(svc.Namespace, svc.Name), "err", err)

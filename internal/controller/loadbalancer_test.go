@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/podnet/podnet/internal/api"
+	"github.com/podnet/podnet/internal/informer"
 	"github.com/podnet/podnet/internal/lbipam"
 	"github.com/podnet/podnet/internal/store"
 	"github.com/podnet/podnet/internal/testutil"
@@ -194,6 +195,54 @@ func TestLoadBalancerPoolChangeRunning(t *testing.T) {
 	}
 	eventually(t, "a moves into the new pool", func() bool { return ingressIP(t, s, "default", "a") == "10.7.0.11" })
 	if got := claimsOf(t, s); len(got) != 2 || got["10.7.0.11"] != "default/a" {
+		t.Fatalf("claims %v", got)
+	}
+}
+
+// TestLoadBalancerIdleCachedPass: passes over the watch-fed Service cache
+// (what Run does) assign the addresses, and once done a pass writes
+// nothing to the store, neither over a cache that has caught up nor over
+// one that still shows the Services without their status.
+func TestLoadBalancerIdleCachedPass(t *testing.T) {
+	s := lbStore(t, "10.7.0.10-10.7.0.12")
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	createService(t, s, "default", "a", corev1.ServiceTypeLoadBalancer, "")
+	createService(t, s, "default", "b", corev1.ServiceTypeLoadBalancer, "10.7.0.12")
+	createService(t, s, "default", "plain", corev1.ServiceTypeClusterIP, "")
+	c := NewLoadBalancer(s, testutil.Logger(t), time.Hour)
+	svcs := informer.New[*corev1.Service](s, serviceKind, "", testutil.Logger(t))
+	go svcs.Run(ctx)
+	eventually(t, "the Service cache syncs", func() bool { return svcs.HasSynced() && len(svcs.List()) == 3 })
+	stale := svcs.List() // no status yet
+	if err := c.reconcile(ctx, svcs.List); err != nil {
+		t.Fatal(err)
+	}
+	if a, b := ingressIP(t, s, "default", "a"), ingressIP(t, s, "default", "b"); a != "10.7.0.10" || b != "10.7.0.12" {
+		t.Fatalf("a=%q b=%q, want 10.7.0.10 and the requested 10.7.0.12", a, b)
+	}
+	before := revision(t, s)
+	for range 3 {
+		if err := c.reconcile(ctx, func() []*corev1.Service { return stale }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if r := revision(t, s); r != before {
+		t.Fatalf("passes over a stale cache wrote: revision %d -> %d", before, r)
+	}
+	eventually(t, "the cache shows the status", func() bool {
+		o, ok := svcs.Get("default", "a")
+		return ok && len(o.Status.LoadBalancer.Ingress) == 1
+	})
+	for range 3 {
+		if err := c.reconcile(ctx, svcs.List); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if r := revision(t, s); r != before {
+		t.Fatalf("idle passes wrote: revision %d -> %d", before, r)
+	}
+	if got := claimsOf(t, s); len(got) != 2 || got["10.7.0.10"] != "default/a" || got["10.7.0.12"] != "default/b" {
 		t.Fatalf("claims %v", got)
 	}
 }
