@@ -287,3 +287,47 @@ func TestNetlinkWriterEqualsText(t *testing.T) {
 }
 
 func ptrTo[T any](v T) *T { return &v }
+
+// A table made by another static layout (an upgrade, or other CIDRs) has
+// the proxy's part re-made on the first sync: the Services are programmed
+// again, the old marker is gone, and the next restart is a pure diff.
+func TestLayoutChangeRemakes(t *testing.T) {
+	testutil.RequireRoot(t)
+	testutil.LookTool(t, "nft", "nftables")
+	ctx := context.Background()
+	ns, path := testutil.NewNS(t)
+	mk := func(svcCIDR string) *proxy.Proxier {
+		p := proxy.New(proxy.Config{NodeName: "n1", ClusterCIDR: netip.MustParsePrefix("10.128.0.0/9"),
+			ServiceCIDR: netip.MustParsePrefix(svcCIDR), NetNS: path})
+		for i := 0; i < 20; i++ {
+			s, sl := scaleService(i, 3)
+			p.SetService(s)
+			p.SetSlice(sl)
+		}
+		return p
+	}
+	table := func() string {
+		return testutil.Run(t, "ip", "netns", "exec", ns, "nft", "list", "table", "inet", nft.TableName)
+	}
+	if _, err := mk("10.96.0.0/12").Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	before := table()
+	if _, err := mk("10.96.0.0/16").Sync(ctx); err != nil {
+		t.Fatalf("sync over another layout: %v", err)
+	}
+	after := table()
+	if strings.Count(after, "services-layout-") != 1 || strings.Count(after, "goto svc-") != 20 {
+		t.Fatalf("after the layout change:\n%s", after)
+	}
+	if after == before || !strings.Contains(after, "10.96.0.0/16") {
+		t.Fatalf("the static part was not re-made:\n%s", after)
+	}
+	st, err := mk("10.96.0.0/16").Sync(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Changed != 0 || table() != after {
+		t.Errorf("restart after the re-make changed %d Services", st.Changed)
+	}
+}
