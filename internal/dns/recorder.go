@@ -3,6 +3,7 @@ package dns
 import (
 	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/miekg/dns"
@@ -50,12 +51,24 @@ func (r *Recorder) Write(b []byte) (int, error) {
 
 const pluginPkg = "/internal/dns/plugin/"
 
-// writingPlugin walks up the stack to the first plugin package that is
-// not skip and not a writer wrapper.
-func writingPlugin(skip string) string {
-	var pcs [24]uintptr
-	n := runtime.Callers(3, pcs[:])
-	frames := runtime.CallersFrames(pcs[:n])
+// pcInfo is what a program counter says about the writing plugin.
+type pcInfo struct {
+	plugin string // registered plugin whose package holds the code, or ""
+	writer bool   // a WriteMsg wrapper: keep looking up the stack
+}
+
+// pcCache maps return PCs to pcInfo, so the stack of a query is
+// symbolized once per call site, not once per query.
+var pcCache sync.Map
+
+func lookupPC(pc uintptr) pcInfo {
+	if v, ok := pcCache.Load(pc); ok {
+		return v.(pcInfo)
+	}
+	var info pcInfo
+	// One PC may stand for several frames when calls were inlined: take
+	// the innermost one in a registered plugin's package.
+	frames := runtime.CallersFrames([]uintptr{pc})
 	for {
 		f, more := frames.Next()
 		if i := strings.Index(f.Function, pluginPkg); i >= 0 {
@@ -63,12 +76,30 @@ func writingPlugin(skip string) string {
 			if j := strings.IndexByte(rest, '.'); j >= 0 {
 				rest = rest[:j]
 			}
-			if rest != skip && !strings.Contains(f.Function, "WriteMsg") {
-				return rest
+			if _, ok := Lookup(rest); ok {
+				info.plugin = rest
+				info.writer = strings.Contains(f.Function, "WriteMsg")
+				break
 			}
 		}
 		if !more {
-			return ""
+			break
 		}
 	}
+	pcCache.Store(pc, info)
+	return info
+}
+
+// writingPlugin walks up the stack to the first registered plugin's code
+// that is not skip and not a writer wrapper.
+func writingPlugin(skip string) string {
+	var pcs [24]uintptr
+	n := runtime.Callers(3, pcs[:])
+	for _, pc := range pcs[:n] {
+		info := lookupPC(pc)
+		if info.plugin != "" && info.plugin != skip && !info.writer {
+			return info.plugin
+		}
+	}
+	return ""
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/miekg/dns"
 	pdns "github.com/podnet/podnet/internal/dns"
 	"github.com/podnet/podnet/internal/dns/dnstest"
+	_ "github.com/podnet/podnet/internal/dns/plugin/loadbalance"
 	_ "github.com/podnet/podnet/internal/dns/plugin/whoami"
 	"github.com/podnet/podnet/internal/testutil"
 )
@@ -39,7 +40,7 @@ func TestSetup(t *testing.T) {
 
 func TestMetrics(t *testing.T) {
 	port := testutil.FreePort(t)
-	s := dnstest.Start(t, fmt.Sprintf("example.org:0 {\n prometheus 127.0.0.1:%d\n whoami\n}\n", port))
+	s := dnstest.Start(t, fmt.Sprintf("example.org:0 {\n prometheus 127.0.0.1:%d\n loadbalance\n whoami\n}\n", port))
 	dnstest.Query(t, s.Addr, "a.example.org.", dns.TypeA)
 	dnstest.Query(t, s.Addr, "b.example.org.", dns.TypeA)
 	m := new(dns.Msg)
