@@ -36,6 +36,9 @@ type route struct {
 	zones map[string]*pdns.Config
 	// info caches the ServerInfo server label.
 	server string
+	// chaos is set when a block on this address has the chaos plugin:
+	// only then are queries of a class other than IN served.
+	chaos bool
 }
 
 // Server serves one address over UDP and TCP.
@@ -147,8 +150,13 @@ func (s *Server) serve(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) {
 		reply(w, r, dns.RcodeRefused)
 		return
 	}
-	cfg, zone := t.match(strings.ToLower(r.Question[0].Name), r.Question[0].Qtype)
 	sw := &scrubWriter{ResponseWriter: w, req: pdns.NewRequest(w, r)}
+	if r.Question[0].Qclass != dns.ClassINET && !t.chaos {
+		// CoreDNS refuses other classes unless chaos is configured.
+		reply(sw, r, dns.RcodeRefused)
+		return
+	}
+	cfg, zone := t.match(strings.ToLower(r.Question[0].Name), r.Question[0].Qtype)
 	if cfg == nil || cfg.Chain() == nil {
 		// No zone, or a zone whose block has no plugins: REFUSED, as
 		// CoreDNS answers.
@@ -290,6 +298,7 @@ func tables(inst *pdns.Instance) map[string]*route {
 					out[addr] = t
 				}
 				t.zones[k.Zone] = cfg
+				t.chaos = t.chaos || cfg.Handler("chaos") != nil
 			}
 		}
 	}

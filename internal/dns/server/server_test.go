@@ -38,6 +38,13 @@ sub.example.org:0 {
 	if r := dnstest.Query(t, s.Addr, "sub.example.org.", dns.TypeDS); r.Rcode != dns.RcodeSuccess || len(r.Extra) != 2 {
 		t.Fatalf("DS sub.example.org: %v", r)
 	}
+	// Not class IN, and no chaos plugin: REFUSED, as CoreDNS.
+	ch := new(dns.Msg)
+	ch.SetQuestion("a.example.org.", dns.TypeTXT)
+	ch.Question[0].Qclass = dns.ClassCHAOS
+	if r := dnstest.Exchange(t, "udp", s.Addr, ch); r.Rcode != dns.RcodeRefused {
+		t.Fatalf("CH class: rcode %s, want REFUSED", dns.RcodeToString[r.Rcode])
+	}
 	// No zone matches: REFUSED.
 	if r := dnstest.Query(t, s.Addr, "example.com.", dns.TypeA); r.Rcode != dns.RcodeRefused {
 		t.Fatalf("example.com: rcode %s, want REFUSED", dns.RcodeToString[r.Rcode])
