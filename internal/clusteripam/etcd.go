@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"strings"
 
+	"github.com/podnet/podnet/internal/claim"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -33,6 +34,12 @@ func (a *Allocator) Pool() Pool { return a.pool }
 
 func cidrKey(c netip.Prefix) string { return CIDRPrefix + c.String() }
 func nodeKey(node string) string    { return NodePrefix + node }
+
+// pair is the claim of block c by node: the block key names the node, the
+// node key names the block.
+func pair(c netip.Prefix, node string) claim.Pair {
+	return claim.Pair{ValueKey: cidrKey(c), Owner: node, OwnerKey: nodeKey(node), Value: c.String()}
+}
 
 // Claims returns every claimed block and its node, and the revision read.
 func (a *Allocator) Claims(ctx context.Context) (map[netip.Prefix]string, int64, error) {
@@ -135,15 +142,11 @@ func (a *Allocator) Claim(ctx context.Context, c netip.Prefix, node string) erro
 
 // claim creates both keys if neither exists.
 func (a *Allocator) claim(ctx context.Context, c netip.Prefix, node string) (bool, error) {
-	ck, nk := cidrKey(c), nodeKey(node)
-	resp, err := a.c.Txn(ctx).
-		If(clientv3.Compare(clientv3.CreateRevision(ck), "=", 0), clientv3.Compare(clientv3.CreateRevision(nk), "=", 0)).
-		Then(clientv3.OpPut(ck, node), clientv3.OpPut(nk, c.String())).
-		Commit()
+	r, err := claim.Create(ctx, a.c, pair(c, node))
 	if err != nil {
 		return false, fmt.Errorf("node %s: claim pod CIDR %s: %w", node, c, err)
 	}
-	return resp.Succeeded, nil
+	return r.Created, nil
 }
 
 // Release frees c if node holds it; released is false if it did not (the
@@ -151,15 +154,9 @@ func (a *Allocator) claim(ctx context.Context, c netip.Prefix, node string) (boo
 // Guards are extra conditions checked in the same transaction, e.g. that
 // the node's lease key is still absent.
 func (a *Allocator) Release(ctx context.Context, c netip.Prefix, node string, guards ...clientv3.Cmp) (released bool, err error) {
-	ck, nk := cidrKey(c), nodeKey(node)
-	resp, err := a.c.Txn(ctx).
-		If(append([]clientv3.Cmp{clientv3.Compare(clientv3.Value(ck), "=", node)}, guards...)...).
-		Then(clientv3.OpDelete(ck), clientv3.OpTxn(
-			[]clientv3.Cmp{clientv3.Compare(clientv3.Value(nk), "=", c.String())},
-			[]clientv3.Op{clientv3.OpDelete(nk)}, nil)).
-		Commit()
+	released, err = claim.Release(ctx, a.c, pair(c, node), guards...)
 	if err != nil {
 		return false, fmt.Errorf("node %s: release pod CIDR %s: %w", node, c, err)
 	}
-	return resp.Succeeded, nil
+	return released, nil
 }

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"strings"
 
+	"github.com/podnet/podnet/internal/claim"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -28,6 +29,12 @@ func New(c *clientv3.Client) *Allocator { return &Allocator{c: c} }
 func ipKey(ip netip.Addr) string          { return IPPrefix + ip.String() }
 func svcKey(owner string) string          { return ServicePrefix + owner }
 func Owner(namespace, name string) string { return namespace + "/" + name }
+
+// pair is the claim of ip by owner: the address key names the Service,
+// the Service key names the address.
+func pair(ip netip.Addr, owner string) claim.Pair {
+	return claim.Pair{ValueKey: ipKey(ip), Owner: owner, OwnerKey: svcKey(owner), Value: ip.String()}
+}
 
 // Claims returns every claimed address and its owner ("ns/name").
 func (a *Allocator) Claims(ctx context.Context) (map[netip.Addr]string, error) {
@@ -66,25 +73,14 @@ func (a *Allocator) Held(ctx context.Context, owner string) (netip.Addr, bool, e
 // ip, and fails wrapping ErrTaken if another Service holds it or if owner
 // holds another address (release that first).
 func (a *Allocator) Claim(ctx context.Context, ip netip.Addr, owner string) error {
-	ik, sk := ipKey(ip), svcKey(owner)
-	resp, err := a.c.Txn(ctx).
-		If(clientv3.Compare(clientv3.CreateRevision(ik), "=", 0), clientv3.Compare(clientv3.CreateRevision(sk), "=", 0)).
-		Then(clientv3.OpPut(ik, owner), clientv3.OpPut(sk, ip.String())).
-		Else(clientv3.OpGet(ik), clientv3.OpGet(sk)).
-		Commit()
+	r, err := claim.Create(ctx, a.c, pair(ip, owner))
 	if err != nil {
 		return fmt.Errorf("service %s: claim load-balancer address %s: %w", owner, ip, err)
 	}
-	if resp.Succeeded {
+	if r.Created {
 		return nil
 	}
-	holder, held := "", ""
-	if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
-		holder = string(kvs[0].Value)
-	}
-	if kvs := resp.Responses[1].GetResponseRange().Kvs; len(kvs) > 0 {
-		held = string(kvs[0].Value)
-	}
+	holder, held := r.Holder, r.Held
 	switch {
 	case holder == owner && held == ip.String():
 		return nil
@@ -128,15 +124,9 @@ func (a *Allocator) Allocate(ctx context.Context, pool Pool, owner string) (ip n
 
 // Release frees ip if owner holds it; released is false if it did not.
 func (a *Allocator) Release(ctx context.Context, ip netip.Addr, owner string) (released bool, err error) {
-	ik, sk := ipKey(ip), svcKey(owner)
-	resp, err := a.c.Txn(ctx).
-		If(clientv3.Compare(clientv3.Value(ik), "=", owner)).
-		Then(clientv3.OpDelete(ik), clientv3.OpTxn(
-			[]clientv3.Cmp{clientv3.Compare(clientv3.Value(sk), "=", ip.String())},
-			[]clientv3.Op{clientv3.OpDelete(sk)}, nil)).
-		Commit()
+	released, err = claim.Release(ctx, a.c, pair(ip, owner))
 	if err != nil {
 		return false, fmt.Errorf("service %s: release load-balancer address %s: %w", owner, ip, err)
 	}
-	return resp.Succeeded, nil
+	return released, nil
 }
