@@ -142,7 +142,7 @@ type entry struct {
 
 var placeholders = map[string]func(e *entry) string{
 	"{type}":  func(e *entry) string { return e.st.Type() },
-	"{name}":  func(e *entry) string { return e.st.QName() },
+	"{name}":  func(e *entry) string { return e.st.Name() },
 	"{class}": func(e *entry) string { return e.st.Class() },
 	"{proto}": func(e *entry) string { return e.st.Proto() },
 	"{size}":  func(e *entry) string { return strconv.Itoa(e.st.Len()) },

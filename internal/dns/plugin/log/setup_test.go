@@ -83,7 +83,7 @@ example.net:0 {
 	if len(lines) != 2 {
 		t.Fatalf("log lines:\n%s", out.String())
 	}
-	re := regexp.MustCompile(`^\[INFO\] 127\.0\.0\.1:\d+ - 4242 "AAAA IN WWW\.example\.org\. udp \d+ true 1232" NOERROR qr,aa,rd \d+ [0-9.e-]+s$`)
+	re := regexp.MustCompile(`^\[INFO\] 127\.0\.0\.1:\d+ - 4242 "AAAA IN www\.example\.org\. udp \d+ true 1232" NOERROR qr,aa,rd \d+ [0-9.e-]+s$`)
 	if !re.MatchString(lines[0]) {
 		t.Errorf("common format line: %s", lines[0])
 	}
