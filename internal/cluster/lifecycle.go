@@ -37,8 +37,11 @@ type Record struct {
 	Server   Proc     `json:"server"`
 	Agents   []Proc   `json:"agents"`
 	// Etcd are the external etcd's members (none with the embedded store).
-	Etcd      []Proc    `json:"etcd,omitempty"`
-	CreatedAt time.Time `json:"createdAt"`
+	Etcd []Proc `json:"etcd,omitempty"`
+	// OutsideDNS is the LAN's DNS server on the outside host (`podnet dns`
+	// with a hosts file and a zone); the nodes' DNS servers forward to it.
+	OutsideDNS Proc      `json:"outsideDNS,omitempty"`
+	CreatedAt  time.Time `json:"createdAt"`
 }
 
 // Entry is the record's context-file entry.
@@ -93,6 +96,9 @@ func (r *Record) procs() []*Proc {
 		out = append(out, &r.Etcd[i])
 	}
 	out = append(out, &r.Server)
+	if r.OutsideDNS.Name != "" {
+		out = append(out, &r.OutsideDNS)
+	}
 	for i := range r.Agents {
 		out = append(out, &r.Agents[i])
 	}
@@ -182,10 +188,69 @@ func NewRecord(spec Spec, parent, binary string) (*Record, error) {
 	if spec.PodEvictionTimeout > 0 {
 		r.Server.Args = append(r.Server.Args, "--pod-eviction-timeout", spec.PodEvictionTimeout.String())
 	}
+	if out := t.Host(RoleOutside); out != nil {
+		d := r.OutsideDir()
+		r.OutsideDNS = Proc{Name: "outside-dns", NetNS: out.NetNS,
+			Args: []string{binary, "dns", "-conf", filepath.Join(d, "Corefile"), "-quiet"},
+			Log:  filepath.Join(d, "dns.log"), PIDFile: filepath.Join(d, "dns.pid")}
+	}
 	for _, h := range t.Nodes() {
 		r.Agents = append(r.Agents, r.agentProc(h))
 	}
 	return r, nil
+}
+
+// OutsideDir holds the outside host's DNS server: its Corefile, hosts
+// file, zone file lan.db, and the resolv.conf nodes forward with.
+func (r *Record) OutsideDir() string { return filepath.Join(r.Dir, "outside") }
+
+// OutsideDNSZone is the zone the outside DNS server is authoritative for.
+const OutsideDNSZone = "lan"
+
+// writeOutsideDNS writes the outside DNS server's files: the hosts file
+// names the LAN's hosts (outside, the control plane, the nodes), the zone
+// lan holds outside.lan and www.lan; every other name fails at once
+// (SERVFAIL), so nothing ever leaves the cluster's namespaces.
+func (r *Record) writeOutsideDNS() error {
+	out := r.Topology.Host(RoleOutside)
+	if out == nil {
+		return nil
+	}
+	d := r.OutsideDir()
+	if err := os.MkdirAll(d, 0o755); err != nil {
+		return err
+	}
+	ip := out.IP().String()
+	var hosts strings.Builder
+	fmt.Fprintf(&hosts, "%s\toutside\n", ip)
+	if cp := r.Topology.Host(RoleControlPlane); cp != nil {
+		fmt.Fprintf(&hosts, "%s\tcontrol-plane\n", cp.IP())
+	}
+	for _, h := range r.Topology.Nodes() {
+		fmt.Fprintf(&hosts, "%s\t%s\n", h.IP(), h.Name)
+	}
+	zone := fmt.Sprintf(`$ORIGIN %[1]s.
+@        3600 IN SOA ns.%[1]s. hostmaster.%[1]s. 1 7200 1800 86400 30
+@        3600 IN NS  ns.%[1]s.
+ns       3600 IN A   %[2]s
+outside  3600 IN A   %[2]s
+www      3600 IN CNAME outside
+`, OutsideDNSZone, ip)
+	corefile := fmt.Sprintf(`.:53 {
+    bind %[1]s
+    errors
+    hosts %[2]s/hosts {
+        fallthrough
+    }
+    file %[2]s/lan.db %[3]s
+}
+`, ip, d, OutsideDNSZone)
+	for name, data := range map[string]string{"hosts": hosts.String(), "lan.db": zone, "Corefile": corefile, "upstream.conf": "nameserver " + ip + "\n"} {
+		if err := os.WriteFile(filepath.Join(d, name), []byte(data), 0o644); err != nil {
+			return fmt.Errorf("outside dns: %w", err)
+		}
+	}
+	return nil
 }
 
 // agentProc plans the agent of node host h.
@@ -204,6 +269,9 @@ func (r *Record) agentProc(h Host) Proc {
 			"--cni-data-dir", filepath.Join(nd, "cni"),
 		},
 		Log: filepath.Join(nd, "agent.log"), PIDFile: filepath.Join(nd, "agent.pid"),
+	}
+	if r.OutsideDNS.Name != "" {
+		p.Args = append(p.Args, "--dns-upstream", filepath.Join(r.OutsideDir(), "upstream.conf"))
 	}
 	if v := r.Topology.Spec.CNIVersion; v != "" {
 		p.Args = append(p.Args, "--cni-version", v)
@@ -355,6 +423,15 @@ func Create(ctx context.Context, r *Record, o CreateOptions) (err error) {
 		step("control plane %s: etcd at %s", t.Host(RoleControlPlane).NetNS, t.EtcdEndpoint())
 	}
 
+	if r.OutsideDNS.Name != "" {
+		if err := r.writeOutsideDNS(); err != nil {
+			return err
+		}
+		if _, err := r.OutsideDNS.Start(); err != nil {
+			return err
+		}
+		step("outside DNS server at %s:53 (zone %s)", t.Host(RoleOutside).IP(), OutsideDNSZone)
+	}
 	for i := range r.Agents {
 		if _, err := r.Agents[i].Start(); err != nil {
 			return err
@@ -555,8 +632,10 @@ func Delete(r *Record, k Kernel) error {
 	var errs []error
 	// The server and agents first, so none starts a shim while shims die;
 	// then the etcd members and the rest.
-	for _, p := range append(append([]Proc{r.Server}, r.Agents...), r.Etcd...) {
-		p.Kill(syscall.SIGKILL)
+	for _, p := range append(append([]Proc{r.Server, r.OutsideDNS}, r.Agents...), r.Etcd...) {
+		if p.Name != "" {
+			p.Kill(syscall.SIGKILL)
+		}
 	}
 	m := ProcessMatcher{NetNS: paths}
 	if r.Dir != "" {

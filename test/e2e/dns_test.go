@@ -5,6 +5,7 @@ import (
 
 	"fmt"
 	"github.com/podnet/podnet/internal/api"
+	"github.com/podnet/podnet/internal/cluster"
 	"os"
 	"path/filepath"
 	"strings"
@@ -123,7 +124,22 @@ func TestClusterDNS(t *testing.T) {
 	if got := c.shell("pod:client", "curl -sf --max-time 5 http://web/healthz && echo OK"); !strings.Contains(got, "OK") {
 		t.Errorf("curl http://web/: %q", got)
 	}
-	// An unknown outside name fails fast (no upstream: SERVFAIL), never
+	// Outside names through the nodes' forward to the LAN's DNS server on
+	// the outside host: its zone and its hosts file.
+	outIP := c.rec.Topology.Host(cluster.RoleOutside).IP().String()
+	if got := dig("client", "outside.lan"); got != outIP {
+		t.Errorf("dig outside.lan: %q", got)
+	}
+	if got := dig("client", "www.lan"); got != "outside.lan.\n"+outIP {
+		t.Errorf("dig www.lan: %q", got)
+	}
+	if got := c.shell("pod:client1", "getent hosts outside"); !strings.HasPrefix(got, outIP+" ") {
+		t.Errorf("getent hosts outside: %q", got)
+	}
+	if got, _ := c.podnet("exec", "client", "--", "dig", "+time=2", "+tries=1", "nothing.lan"); !strings.Contains(got, "NXDOMAIN") {
+		t.Errorf("dig nothing.lan:\n%s", got)
+	}
+	// An unknown outside name fails fast (SERVFAIL from outside), never
 	// waiting for a timeout.
 	start := time.Now()
 	c.podnet("exec", "client", "--", "getent", "hosts", "nothing.invalid")
