@@ -15,6 +15,7 @@ import (
 
 	"github.com/miekg/dns"
 	pdns "github.com/podnet/podnet/internal/dns"
+	"github.com/podnet/podnet/internal/dns/plugin/plugutil"
 )
 
 const name = "kubernetes"
@@ -45,7 +46,6 @@ type Kubernetes struct {
 	fall             pdns.Fallthrough
 
 	cache *cache
-	cfg   *pdns.Config // for resolving ExternalName targets outside the zones
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -280,8 +280,8 @@ func (k *Kubernetes) dnsIPs() []string {
 }
 
 // resolveTarget finds the addresses of an ExternalName's target: inside
-// the plugin's zones directly, elsewhere through the server block's chain
-// (forward, hosts...), as CoreDNS resolves it through its upstream. The
+// the plugin's zones directly, elsewhere through the server (the block
+// for the target's zone: forward, hosts...), as CoreDNS's upstream does. The
 // cache's read lock is held; a chain lookup does not need it.
 func (k *Kubernetes) resolveTarget(ctx context.Context, st *pdns.Request, target string, qtype uint16) []dns.RR {
 	depth, _ := ctx.Value(depthKey{}).(int)
@@ -299,17 +299,13 @@ func (k *Kubernetes) resolveTarget(ctx context.Context, st *pdns.Request, target
 		}
 		return ans
 	}
-	if k.cfg == nil || k.cfg.Chain() == nil {
-		return nil
-	}
-	nw := pdns.NewNonWriter(st.W)
 	k.cache.mu.RUnlock()
 	defer k.cache.mu.RLock()
-	rc, err := k.cfg.Chain().ServeDNS(ctx, nw, q)
-	if err != nil || !pdns.ClientWrite(rc) || nw.Msg == nil || nw.Msg.Rcode != dns.RcodeSuccess {
+	m, err := plugutil.ServerResolve(ctx, st.Req, target, qtype)
+	if err != nil || m == nil || m.Rcode != dns.RcodeSuccess {
 		return nil
 	}
-	return nw.Msg.Answer
+	return m.Answer
 }
 
 // AutoPath is the search path of the pod that sent st, for `autopath

@@ -42,7 +42,6 @@ func setup(c *pdns.Controller) error {
 	if err != nil {
 		return err
 	}
-	k.cfg = c.Config()
 	log := c.Log()
 	c.OnStartup(func() error {
 		src, closer, err := NewSource(o.client)

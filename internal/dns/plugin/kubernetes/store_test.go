@@ -7,8 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/miekg/dns"
 	"github.com/podnet/podnet/internal/api"
 	"github.com/podnet/podnet/internal/dns/dnstest"
+	_ "github.com/podnet/podnet/internal/dns/plugin/hosts"
 	"github.com/podnet/podnet/internal/store"
 	"github.com/podnet/podnet/internal/testutil"
 	corev1 "k8s.io/api/core/v1"
@@ -93,4 +95,29 @@ func TestStore(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Logf("deleted → NXDOMAIN in %v", time.Since(start))
+}
+
+// TestExternalNameThroughTheServer: an ExternalName's outside target is
+// resolved through the server's block for it (here a hosts block), and
+// comes after the CNAME.
+func TestExternalNameThroughTheServer(t *testing.T) {
+	f := cluster()
+	ext := svc("default", "outer", "")
+	ext.Spec.Type = corev1.ServiceTypeExternalName
+	ext.Spec.ExternalName = "db.example.test"
+	f.add(ext)
+	useFake(t, f)
+	s := dnstest.Start(t, `.:0 {
+    kubernetes cluster.local
+    hosts {
+        10.9.9.9 db.example.test
+        fallthrough
+    }
+}
+`)
+	m := dnstest.Query(t, s.Addr, "outer.default.svc.cluster.local.", dns.TypeA)
+	got := rrs(m.Answer)
+	if len(got) != 2 || got[0] != "outer.default.svc.cluster.local. 5 IN CNAME db.example.test." || !strings.HasSuffix(got[1], "IN A 10.9.9.9") {
+		t.Errorf("ExternalName through the server: %v", m)
+	}
 }
