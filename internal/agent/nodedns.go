@@ -257,8 +257,8 @@ func RenderNodeCorefile(src, address, upstream string) []byte {
 		if depth == 1 && len(fields) > 0 && fields[0] == "forward" && upstream == "none" {
 			if opens > closes {
 				skipping = depth
-				depth += opens - closes
 			}
+			depth += opens - closes
 			continue
 		}
 		if depth == 1 && len(fields) > 0 && fields[0] == "forward" && upstream != "" {
@@ -269,7 +269,7 @@ func RenderNodeCorefile(src, address, upstream string) []byte {
 		prev := depth
 		depth += opens - closes
 		if prev == 0 && depth == 1 {
-			if !blockHasBind[block] {
+			if block >= len(blockHasBind) || !blockHasBind[block] {
 				fmt.Fprintf(&b, "    bind %s\n", address)
 			}
 			block++

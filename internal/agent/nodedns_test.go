@@ -56,3 +56,25 @@ func TestNodeDNSRules(t *testing.T) {
 		t.Errorf("IPv6 rules")
 	}
 }
+
+// FuzzRenderNodeCorefile: whatever a ConfigMap holds, rendering never
+// panics, and a Corefile that loads still loads once rendered (the bind
+// and the dropped forward keep it well-formed).
+func FuzzRenderNodeCorefile(f *testing.F) {
+	f.Add(api.DefaultCorefile)
+	f.Add(".:53 {\n    whoami\n}\n")
+	f.Add("a:53 {\n forward . /etc/resolv.conf {\n  max_fails 2\n }\n whoami\n}\nb {\n bind 127.0.0.1\n whoami\n}\n")
+	f.Add("{{{\n}}}\n#{\n")
+	f.Fuzz(func(t *testing.T, src string) {
+		out := RenderNodeCorefile(src, "10.96.0.10", "none")
+		if checkCorefile("Corefile", []byte(src)) != nil {
+			return
+		}
+		if strings.Contains(src, "import") || strings.Contains(src, "\"") || strings.Contains(src, "`") || strings.Contains(src, "forward") {
+			return // snippets, quoted braces and forward's own args are out of the line-based scope
+		}
+		if err := checkCorefile("Corefile", out); err != nil && !strings.Contains(err.Error(), "bind") {
+			t.Fatalf("%q loads, rendered %q does not: %v", src, out, err)
+		}
+	})
+}
