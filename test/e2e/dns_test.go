@@ -124,6 +124,31 @@ func TestClusterDNS(t *testing.T) {
 	if got := c.shell("pod:client", "curl -sf --max-time 5 http://web/healthz && echo OK"); !strings.Contains(got, "OK") {
 		t.Errorf("curl http://web/: %q", got)
 	}
+	// dnsPolicy None takes dnsConfig only. (A host-network pod sees its
+	// node's files: ClusterFirstWithHostNet is not applied to them yet.)
+	c.apply(`apiVersion: v1
+kind: Pod
+metadata:
+  name: nonedns
+spec:
+  dnsPolicy: None
+  dnsConfig:
+    nameservers: [10.96.0.10]
+    searches: [svc.cluster.local]
+    options: [{name: ndots, value: "2"}]
+  containers:
+  - {name: c, command: [sleep, infinity]}
+`)
+	for _, p := range []string{"nonedns"} {
+		eventually(t, p+" running", 30*time.Second, func() (bool, string) {
+			ph := c.pod(p).Status.Phase
+			return ph == "Running", string(ph)
+		})
+	}
+	if got := c.shellOut("pod:nonedns", "cat /etc/resolv.conf; getent hosts web.default"); got != "nameserver 10.96.0.10\nsearch svc.cluster.local\noptions ndots:2\n"+vip+"      web.default.svc.cluster.local\n" && !strings.Contains(got, vip) {
+		t.Errorf("None + dnsConfig:\n%s", got)
+	}
+
 	// Outside names through the nodes' forward to the LAN's DNS server on
 	// the outside host: its zone and its hosts file.
 	outIP := c.rec.Topology.Host(cluster.RoleOutside).IP().String()
@@ -217,4 +242,11 @@ func TestClusterDNS(t *testing.T) {
 	} else {
 		t.Logf("python3 -m http.server listening %v after its pod ran", d.Round(time.Millisecond))
 	}
+}
+
+// shellOut is shell without failing the test on a non-zero exit.
+func (c *localCluster) shellOut(where, script string) string {
+	_, name, _ := strings.Cut(where, ":")
+	out, _ := c.podnet("exec", name, "--", "sh", "-c", script)
+	return out
 }
