@@ -3,7 +3,8 @@
 # server on one node and a client on another, reaching each other without
 # NAT, and a published port reached from a client on the LAN; then a
 # 3-replica Deployment behind a Service, reached by ClusterIP from a pod,
-# and by NodePort and LoadBalancer address from the LAN.
+# and by NodePort and LoadBalancer address from the LAN; and cluster DNS:
+# the Service by name from a pod, a LAN name through the forwarder.
 #
 # `podnet cluster create` makes every node, the control plane, the underlay
 # switch and an "outside" host as network namespaces; nothing touches the
@@ -89,6 +90,24 @@ if [ -n "$LBIP" ]; then
   step "outside reaches the Service's LoadBalancer address $LBIP"
   for i in 1 2 3; do podnet cluster exec outside -- curl -sS -m 5 "http://$LBIP/" | head -n1; done
 fi
+
+step "cluster DNS: the client's resolv.conf names the node's own DNS server, 10.96.0.10"
+podnet exec client -- cat /etc/resolv.conf
+
+step "the client finds the Service by name: the search path makes 'hello' hello.default.svc.cluster.local"
+podnet exec client -- curl -sS -m 5 http://hello/ | head -n1
+podnet exec client -- curl -sS -m 5 http://hello.default.svc.cluster.local/ | head -n1
+printf 'dig +short hello.default.svc.cluster.local -> '
+podnet exec client -- dig +short hello.default.svc.cluster.local
+
+step "a name of the LAN, through the forwarder: outside runs 'podnet dns' with a hosts file and a zone"
+printf 'dig +short www.lan -> '
+podnet exec client -- dig +short www.lan | tr '\n' ' '; echo
+podnet exec client -- getent hosts outside.lan
+
+step "/etc/hosts before DNS: the pod's own name comes from its /etc/hosts, a Service's from DNS"
+podnet exec client -- getent hosts client
+podnet exec client -- getent hosts hello
 
 step "the rules that do it, on n2: one map lookup per packet, whatever the number of Services"
 podnet cluster exec $NAME-n2 -- nft list map inet podnet service-ips
