@@ -18,6 +18,11 @@
 //
 // pod.Spec.DNSConfig is then merged in: nameservers and searches are
 // appended (without duplicates), options override by name.
+//
+// A hostNetwork pod has no namespace of its own, so it sees the node's
+// /etc/resolv.conf unless HostNetworkOwnFile says its containers get the
+// computed file bind-mounted over it (ClusterFirstWithHostNet with cluster
+// DNS, and None).
 package resolvconf
 
 import (
@@ -100,6 +105,27 @@ func (f File) Bytes() []byte {
 		fmt.Fprintf(&b, "options %s\n", strings.Join(f.Options, " "))
 	}
 	return b.Bytes()
+}
+
+// HostNetworkOwnFile reports whether a hostNetwork pod's containers must see
+// ForPod's file instead of the node's /etc/resolv.conf: for dnsPolicy None,
+// and for ClusterFirstWithHostNet when the node has cluster DNS. Default and
+// ClusterFirst (which is Default on the host network) keep the node's file,
+// as does ClusterFirstWithHostNet without cluster DNS (its fallback would
+// only drop the node's loopback nameservers, which do answer on the host
+// network). It is false for pods that are not hostNetwork: they always get
+// their own file through their namespace.
+func HostNetworkOwnFile(pod *corev1.Pod, node Config) bool {
+	if pod == nil || !pod.Spec.HostNetwork {
+		return false
+	}
+	switch pod.Spec.DNSPolicy {
+	case corev1.DNSNone:
+		return true
+	case corev1.DNSClusterFirstWithHostNet:
+		return len(node.ClusterDNS) > 0
+	}
+	return false
 }
 
 // ForPod returns the resolv.conf for pod on a node configured with node.

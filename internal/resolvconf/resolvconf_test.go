@@ -156,3 +156,49 @@ func TestHostsFor(t *testing.T) {
 		})
 	}
 }
+
+// TestHostNetworkOwnFile is the policy table for hostNetwork pods: which
+// ones get the computed file instead of the node's /etc/resolv.conf.
+func TestHostNetworkOwnFile(t *testing.T) {
+	cluster := Config{ClusterDNS: []string{"10.96.0.10"}}
+	noCluster := Config{}
+	for _, tc := range []struct {
+		host   bool
+		policy corev1.DNSPolicy
+		node   Config
+		want   bool
+	}{
+		{host: true, policy: "", node: cluster, want: false},
+		{host: true, policy: corev1.DNSClusterFirst, node: cluster, want: false},
+		{host: true, policy: corev1.DNSDefault, node: cluster, want: false},
+		{host: true, policy: corev1.DNSClusterFirstWithHostNet, node: cluster, want: true},
+		{host: true, policy: corev1.DNSClusterFirstWithHostNet, node: noCluster, want: false},
+		{host: true, policy: corev1.DNSNone, node: cluster, want: true},
+		{host: true, policy: corev1.DNSNone, node: noCluster, want: true},
+		{host: false, policy: corev1.DNSClusterFirstWithHostNet, node: cluster, want: false},
+		{host: false, policy: corev1.DNSNone, node: cluster, want: false},
+	} {
+		p := pod(func(p *corev1.Pod) {
+			p.Spec.HostNetwork = tc.host
+			p.Spec.DNSPolicy = tc.policy
+		})
+		if got := HostNetworkOwnFile(p, tc.node); got != tc.want {
+			t.Errorf("hostNetwork=%v policy=%q clusterDNS=%v: got %v, want %v", tc.host, tc.policy, tc.node.ClusterDNS, got, tc.want)
+		}
+	}
+	if HostNetworkOwnFile(nil, cluster) {
+		t.Error("nil pod: got true")
+	}
+	// What such a pod's file says: the cluster's servers and search path.
+	p := pod(func(p *corev1.Pod) {
+		p.Spec.HostNetwork = true
+		p.Spec.DNSPolicy = corev1.DNSClusterFirstWithHostNet
+	})
+	got, err := ForPod(p, Config{HostResolvConf: filepath.Join(t.TempDir(), "missing"), ClusterDNS: []string{"10.96.0.10"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "nameserver 10.96.0.10\nsearch shop.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n"; string(got) != want {
+		t.Errorf("ClusterFirstWithHostNet file:\n%s\nwant:\n%s", got, want)
+	}
+}
