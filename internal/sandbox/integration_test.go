@@ -318,3 +318,65 @@ func TestPnBridgePodsPingEachOther(t *testing.T) {
 		t.Errorf("veths left in the node:\n%s", out)
 	}
 }
+
+// TestPnHostModeClusterDNS: a hostNetwork pod with ClusterFirstWithHostNet
+// sees its own resolv.conf (the cluster's) in its container and its execs,
+// one with ClusterFirst sees the node's, and neither changes what the node
+// sees or leaves a mount behind.
+func TestPnHostModeClusterDNS(t *testing.T) {
+	n := newNode(t, nil)
+	n.m.cfg.ResolvConf.ClusterDNS = []string{"10.96.0.10"}
+	nodeResolv, _ := os.ReadFile("/etc/resolv.conf")
+	mountsBefore := resolvMounts(t)
+
+	withNet := testPod("hostdns", corev1.RestartPolicyAlways, "cat /etc/resolv.conf; exec sleep 60")
+	withNet.Spec.HostNetwork = true
+	withNet.Spec.DNSPolicy = corev1.DNSClusterFirstWithHostNet
+	first := testPod("hostfirst", corev1.RestartPolicyNever, "cat /etc/resolv.conf; echo END")
+	first.Spec.HostNetwork = true
+	first.Spec.DNSPolicy = corev1.DNSClusterFirst
+	n.ensure(withNet)
+	n.ensure(first)
+
+	want := "nameserver 10.96.0.10\nsearch default.svc.cluster.local svc.cluster.local cluster.local example.test\noptions ndots:5\n"
+	if got := waitLog(t, n.m.LogPath(withNet.UID, "main"), "ndots:5"); got != want {
+		t.Errorf("ClusterFirstWithHostNet container sees:\n%s\nwant:\n%s", got, want)
+	}
+	cmd, err := n.m.Exec(withNet.UID, []string{"cat", "/etc/resolv.conf"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := cmd.CombinedOutput(); err != nil || string(out) != want {
+		t.Errorf("exec in ClusterFirstWithHostNet pod: %v\n%s", err, out)
+	}
+	if got := waitLog(t, n.m.LogPath(first.UID, "main"), "END"); got != string(nodeResolv)+"END\n" {
+		t.Errorf("ClusterFirst host pod sees:\n%s\nwant the node's:\n%s", got, nodeResolv)
+	}
+	if now, _ := os.ReadFile("/etc/resolv.conf"); string(now) != string(nodeResolv) {
+		t.Errorf("the node's resolv.conf changed:\n%s", now)
+	}
+	if got := resolvMounts(t); got != mountsBefore {
+		t.Errorf("the node's mounts of resolv.conf changed: %d, were %d", got, mountsBefore)
+	}
+	cst, err := shim.ReadState(n.m.containerDir(withNet.UID, "main"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.remove(string(withNet.UID))
+	if processAlive(cst.PID) || processAlive(cst.ShimPID) {
+		t.Errorf("processes survived: container %d shim %d", cst.PID, cst.ShimPID)
+	}
+	if _, err := os.Stat(n.m.podDir(withNet.UID)); !os.IsNotExist(err) {
+		t.Errorf("pod dir (and its resolv.conf) left: %v", err)
+	}
+}
+
+// resolvMounts counts this process's mounts on /etc/resolv.conf.
+func resolvMounts(t *testing.T) int {
+	t.Helper()
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Count(string(data), " /etc/resolv.conf ")
+}

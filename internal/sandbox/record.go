@@ -66,6 +66,10 @@ type Record struct {
 	Mode      Mode      `json:"mode"`
 	// NetNS is the named network namespace ("" in host mode).
 	NetNS string `json:"netns,omitempty"`
+	// ResolvConf, in host mode, is the pod's own resolv.conf (in its pod
+	// directory), bind-mounted over /etc/resolv.conf for its containers
+	// and execs; "" means they see the node's (resolvconf.HostNetworkOwnFile).
+	ResolvConf string `json:"resolvConf,omitempty"`
 	// IPs are the pod's addresses from the CNI result (bridge mode).
 	IPs []string `json:"ips,omitempty"`
 	// Containers are the container names, in spec order.

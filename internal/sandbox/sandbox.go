@@ -9,6 +9,7 @@
 //	<StateDir>/pods/<uid>/containers/<name>/container.log
 //	<StateDir>/pods/<uid>/containers/<name>/shim.log
 //	<StateDir>/cni-cache/                                libcni's result cache
+//	<StateDir>/pods/<uid>/resolv.conf                    host mode, when the pod's own
 //	/etc/netns/<netns>/{resolv.conf,hosts}               bind-mounted by ip netns exec
 //
 // The Record is written before any kernel work and marked Ready only when
@@ -222,6 +223,8 @@ func (m *Manager) setup(ctx context.Context, pod *corev1.Pod) (_ *Record, retErr
 	}
 	if mode != ModeHost {
 		rec.NetNS = NetNSName(pod.UID)
+	} else if resolvconf.HostNetworkOwnFile(pod, m.cfg.ResolvConf) {
+		rec.ResolvConf = filepath.Join(m.podDir(pod.UID), "resolv.conf")
 	}
 	if mode != ModeBridge {
 		rec.PortMappings = nil
@@ -303,6 +306,11 @@ func (m *Manager) setup(ctx context.Context, pod *corev1.Pod) (_ *Record, retErr
 		if err := m.writeEtc(pod, rec); err != nil {
 			return nil, fail(err)
 		}
+	} else if rec.ResolvConf != "" {
+		step = "write resolv.conf" // in the pod dir, removed by the first undo
+		if err := m.writeHostResolv(pod, rec); err != nil {
+			return nil, fail(err)
+		}
 	}
 
 	for _, c := range pod.Spec.Containers {
@@ -333,6 +341,10 @@ func (m *Manager) refresh(ctx context.Context, pod *corev1.Pod, rec *Record) err
 	if rec.Mode != ModeHost {
 		if err := m.writeEtc(pod, rec); err != nil {
 			return fmt.Errorf("write resolv.conf and hosts: %w", err)
+		}
+	} else if rec.ResolvConf != "" {
+		if err := m.writeHostResolv(pod, rec); err != nil {
+			return fmt.Errorf("write resolv.conf: %w", err)
 		}
 	}
 	for _, c := range pod.Spec.Containers {
@@ -418,6 +430,20 @@ func (m *Manager) writeEtc(pod *corev1.Pod, rec *Record) error {
 	return nil
 }
 
+// writeHostResolv writes a host-mode pod's own resolv.conf to
+// rec.ResolvConf, in place and only when it changes (running containers see
+// it through a bind mount of the inode).
+func (m *Manager) writeHostResolv(pod *corev1.Pod, rec *Record) error {
+	data, err := resolvconf.ForPod(pod, m.cfg.ResolvConf)
+	if err != nil {
+		return err
+	}
+	if old, err := os.ReadFile(rec.ResolvConf); err == nil && bytes.Equal(old, data) {
+		return nil
+	}
+	return os.WriteFile(rec.ResolvConf, data, 0o644)
+}
+
 // startShim writes a container's spec and launches its shim.
 func (m *Manager) startShim(pod *corev1.Pod, rec *Record, c corev1.Container) error {
 	dir := m.containerDir(rec.UID, c.Name)
@@ -432,6 +458,7 @@ func (m *Manager) startShim(pod *corev1.Pod, rec *Record, c corev1.Container) er
 	}
 	_, err := shim.Launch(shim.LaunchOptions{
 		Binary: m.cfg.PodnetBinary, Dir: dir, NetNS: rec.NetNS, IPCommand: m.cfg.IPCommand,
+		ResolvConf:  rec.ResolvConf,
 		GracePeriod: rec.GracePeriod,
 	})
 	return err
@@ -616,6 +643,9 @@ func (m *Manager) Exec(uid types.UID, argv []string) (*exec.Cmd, error) {
 // ExecCommand builds the command that runs argv in a recorded pod.
 func ExecCommand(ipCommand string, rec *Record, argv []string) *exec.Cmd {
 	if rec.Mode == ModeHost || rec.NetNS == "" {
+		if rec.ResolvConf != "" {
+			argv = shim.WithResolvConf(rec.ResolvConf, argv)
+		}
 		return exec.Command(argv[0], argv[1:]...)
 	}
 	if ipCommand == "" {

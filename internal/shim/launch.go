@@ -21,6 +21,10 @@ type LaunchOptions struct {
 	// `ip netns exec` (which also bind-mounts /etc/netns/<NetNS>/*).
 	// Empty means the caller's namespace (hostNetwork).
 	NetNS string
+	// ResolvConf, with an empty NetNS, is a file bind-mounted over
+	// /etc/resolv.conf for the shim and its container, in a private mount
+	// namespace of their own (see WithResolvConf); "" means the node's.
+	ResolvConf string
 	// IPCommand is the ip binary; "" means "ip" from PATH.
 	IPCommand   string
 	GracePeriod time.Duration
@@ -51,6 +55,8 @@ func Launch(o LaunchOptions) (int, error) {
 			ip = "ip"
 		}
 		args = append([]string{ip, "netns", "exec", o.NetNS}, args...)
+	} else if o.ResolvConf != "" {
+		args = WithResolvConf(o.ResolvConf, args)
 	}
 	logPath := filepath.Join(o.Dir, ShimLogFile)
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
@@ -90,6 +96,17 @@ func Launch(o LaunchOptions) (int, error) {
 		case <-tick.C:
 		}
 	}
+}
+
+// WithResolvConf returns the command line that runs argv with file
+// bind-mounted over /etc/resolv.conf, as `ip netns exec` does for a named
+// namespace but staying in the caller's network namespace: unshare(1) makes
+// a mount namespace with private propagation, so the bind mount is seen by
+// argv and its children only, never by the node, and it goes away with the
+// last of them. Every step execs, so the returned command's pid is argv's.
+func WithResolvConf(file string, argv []string) []string {
+	return append([]string{"unshare", "--mount", "--propagation", "private", "--",
+		"sh", "-c", `mount --bind -- "$0" /etc/resolv.conf && exec "$@"`, file}, argv...)
 }
 
 // tail returns the last line(s) of a small log file for error messages.
