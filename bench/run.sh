@@ -10,9 +10,11 @@
 #   svcbench      Services: podnet's internal/proxy vs kube-proxy's nftables
 #                 and iptables proxiers (bench/svcbench/kubeproxy, built into
 #                 $PODNET_BENCH_CACHE, default /var/cache/podnet-bench): sync
-#                 times, connect latency, iperf3 through a ClusterIP.
-# Usage: bench/run.sh [cni|cluster|svc] [FLAGS]. With `cni`, `cluster` or
-# `svc` only that driver runs and FLAGS go to it; otherwise all run and
+#                 times, connect latency, iperf3 through a ClusterIP;
+#   dns           `podnet dns` vs CoreDNS v1.15.0 under dnsperf (bench/dns/run.sh:
+#                 hosts+cache, a file zone, forward to a local upstream).
+# Usage: bench/run.sh [cni|cluster|svc|dns] [FLAGS]. With `cni`, `cluster`,
+# `svc` or `dns` only that driver runs and FLAGS go to it; otherwise all run and
 # FLAGS go to cnibench (e.g. `bench/run.sh -iters 20 -phases cni`). See
 # bench/README.md.
 set -euo pipefail
@@ -23,14 +25,15 @@ REF_VERSION=${CNI_PLUGINS_VERSION:-latest}
 PEER_CACHE=${PODNET_BENCH_CACHE:-/var/cache/podnet-bench}
 what=all
 case "${1:-}" in
-  cni|cluster|svc) what=$1; shift ;;
+  cni|cluster|svc|dns) what=$1; shift ;;
 esac
-run_cni=0 run_cluster=0 run_svc=0
+run_cni=0 run_cluster=0 run_svc=0 run_dns=0
 case "$what" in
-  all) run_cni=1 run_cluster=1 run_svc=1 ;;
+  all) run_cni=1 run_cluster=1 run_svc=1 run_dns=1 ;;
   cni) run_cni=1 ;;
   cluster) run_cluster=1 ;;
   svc) run_svc=1 ;;
+  dns) run_dns=1 ;;
 esac
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -111,6 +114,9 @@ if [ "$run_cluster" = 1 ] && [ "$rc" -ne 130 ]; then  # 130: interrupted
 fi
 if [ "$run_svc" = 1 ] && [ "$rc" -ne 130 ]; then
   "$CACHE/svcbench" -podnet-bin bin -lock "$CACHE/run.lock" -kube-proxy-driver "$PEER_CACHE/kube-proxy-driver" "$@" || { r=$?; [ "$rc" -ne 0 ] || rc=$r; }
+fi
+if [ "$run_dns" = 1 ] && [ "$rc" -ne 130 ]; then
+  if [ "$what" = dns ]; then bench/dns/run.sh "$@"; else bench/dns/run.sh; fi || { r=$?; [ "$rc" -ne 0 ] || rc=$r; }
 fi
 
 snapshot >"$after"
