@@ -133,6 +133,13 @@ func newExec(g *globals) *cobra.Command {
 			rec := &sandbox.Record{UID: p.UID, Mode: sandbox.Mode(api.NetworkMode(p))}
 			if rec.Mode != sandbox.ModeHost {
 				rec.NetNS = sandbox.NetNSName(p.UID)
+			} else if p.Spec.NodeName != "" {
+				// A host-network pod's own resolv.conf, when the sandbox
+				// gave it one (ClusterFirstWithHostNet, None).
+				nodeDir := g.nodeStateDir(cmd.Context(), p.Spec.NodeName, DefaultAgentStateDir, false)
+				if f := sandbox.HostResolvConfPath(nodeDir, p.UID); fileExists(f) {
+					rec.ResolvConf = f
+				}
 			}
 			c := sandbox.ExecCommand("", rec, args[1:])
 			c.Stdin, c.Stdout, c.Stderr = cmd.InOrStdin(), g.out, g.errOut
@@ -199,4 +206,9 @@ func newLogs(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&stateDir, "state-dir", DefaultAgentStateDir, "the agent's state directory")
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new output")
 	return cmd
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }

@@ -115,6 +115,13 @@ func ContainerDir(stateDir string, uid types.UID, name string) string {
 	return filepath.Join(stateDir, podsDir, string(uid), containersDir, name)
 }
 
+// HostResolvConfPath is where a host-mode pod's own resolv.conf is kept
+// under a node's state directory, when it has one (Record.ResolvConf);
+// `podnet exec` looks for it there.
+func HostResolvConfPath(stateDir string, uid types.UID) string {
+	return filepath.Join(stateDir, podsDir, string(uid), "resolv.conf")
+}
+
 func (m *Manager) readRecord(uid types.UID) (*Record, error) {
 	data, err := os.ReadFile(filepath.Join(m.podDir(uid), recordFile))
 	if err != nil {

@@ -224,7 +224,7 @@ func (m *Manager) setup(ctx context.Context, pod *corev1.Pod) (_ *Record, retErr
 	if mode != ModeHost {
 		rec.NetNS = NetNSName(pod.UID)
 	} else if resolvconf.HostNetworkOwnFile(pod, m.cfg.ResolvConf) {
-		rec.ResolvConf = filepath.Join(m.podDir(pod.UID), "resolv.conf")
+		rec.ResolvConf = HostResolvConfPath(m.cfg.StateDir, pod.UID)
 	}
 	if mode != ModeBridge {
 		rec.PortMappings = nil

@@ -124,8 +124,9 @@ func TestClusterDNS(t *testing.T) {
 	if got := c.shell("pod:client", "curl -sf --max-time 5 http://web/healthz && echo OK"); !strings.Contains(got, "OK") {
 		t.Errorf("curl http://web/: %q", got)
 	}
-	// dnsPolicy None takes dnsConfig only. (A host-network pod sees its
-	// node's files: ClusterFirstWithHostNet is not applied to them yet.)
+	// dnsPolicy None takes dnsConfig only. A host-network pod sees its
+	// node's resolv.conf under ClusterFirst, the cluster's under
+	// ClusterFirstWithHostNet.
 	c.apply(`apiVersion: v1
 kind: Pod
 metadata:
@@ -139,7 +140,26 @@ spec:
   containers:
   - {name: c, command: [sleep, infinity]}
 `)
-	for _, p := range []string{"nonedns"} {
+	c.apply(`apiVersion: v1
+kind: Pod
+metadata:
+  name: hostwithnet
+spec:
+  hostNetwork: true
+  dnsPolicy: ClusterFirstWithHostNet
+  containers:
+  - {name: c, command: [sleep, infinity]}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: hostfirst
+spec:
+  hostNetwork: true
+  containers:
+  - {name: c, command: [sleep, infinity]}
+`)
+	for _, p := range []string{"nonedns", "hostwithnet", "hostfirst"} {
 		eventually(t, p+" running", 30*time.Second, func() (bool, string) {
 			ph := c.pod(p).Status.Phase
 			return ph == "Running", string(ph)
@@ -147,6 +167,17 @@ spec:
 	}
 	if got := c.shellOut("pod:nonedns", "cat /etc/resolv.conf; getent hosts web.default"); got != "nameserver 10.96.0.10\nsearch svc.cluster.local\noptions ndots:2\n"+vip+"      web.default.svc.cluster.local\n" && !strings.Contains(got, vip) {
 		t.Errorf("None + dnsConfig:\n%s", got)
+	}
+
+	if got := c.shell("pod:hostwithnet", "cat /etc/resolv.conf"); got != "nameserver 10.96.0.10\nsearch default.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n" {
+		t.Errorf("ClusterFirstWithHostNet host-network pod's resolv.conf:\n%s", got)
+	}
+	if got := c.shell("pod:hostwithnet", "getent hosts web"); !strings.HasPrefix(got, vip+" ") {
+		t.Errorf("getent hosts web in the ClusterFirstWithHostNet pod: %q", got)
+	}
+	nodeResolv := c.shell("node:"+c.pod("hostfirst").Spec.NodeName, "cat /etc/resolv.conf")
+	if got := c.shell("pod:hostfirst", "cat /etc/resolv.conf"); got != nodeResolv || strings.Contains(got, "10.96.0.10") {
+		t.Errorf("ClusterFirst host-network pod's resolv.conf:\n%s\nwant its node's:\n%s", got, nodeResolv)
 	}
 
 	// Outside names through the nodes' forward to the LAN's DNS server on
