@@ -150,6 +150,16 @@ spec:
 		t.Fatalf("after the SIGTERM outside → %s: %v\n%s", ip, err, out)
 	}
 
+	// Back to three agents: the node first by hash may be solo's (n2),
+	// whose pod is not Ready while its agent is stopped.
+	if _, err := a.Start(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, first+" Ready again", 20*time.Second, func() (bool, string) {
+		out, _ := c.podnet("get", "node", first)
+		return strings.Contains(out, " Ready "), out
+	})
+
 	// Local: only the endpoint's node announces; the client IP is kept.
 	soloIP := c.lbIP("solo")
 	eventually(t, "outside reaches solo at "+soloIP.String(), 15*time.Second, func() (bool, string) {
