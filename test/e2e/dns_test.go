@@ -124,6 +124,32 @@ func TestClusterDNS(t *testing.T) {
 	if got := c.shell("pod:client", "curl -sf --max-time 5 http://web/healthz && echo OK"); !strings.Contains(got, "OK") {
 		t.Errorf("curl http://web/: %q", got)
 	}
+	// nslookup, the other client the seed uses.
+	if got := c.shell("pod:client", "nslookup web"); !strings.Contains(got, "web.default.svc.cluster.local") || !strings.Contains(got, "Address: "+vip) {
+		t.Errorf("nslookup web:\n%s", got)
+	}
+	// /etc/hosts before DNS: a hostAlias named like the Service wins, and
+	// another alias resolves without DNS.
+	c.apply(`apiVersion: v1
+kind: Pod
+metadata:
+  name: aliased
+spec:
+  hostAliases:
+  - {ip: 192.0.2.7, hostnames: [web, db.example]}
+  containers:
+  - {name: c, command: [sleep, infinity]}
+`)
+	eventually(t, "aliased running", 30*time.Second, func() (bool, string) {
+		ph := c.pod("aliased").Status.Phase
+		return ph == "Running", string(ph)
+	})
+	if got := c.shell("pod:aliased", "getent hosts web; getent hosts db.example"); !strings.HasPrefix(got, "192.0.2.7 ") || strings.Contains(got, vip) || strings.Count(got, "192.0.2.7") != 2 {
+		t.Errorf("hostAliases before DNS: getent hosts web, db.example:\n%s", got)
+	}
+	if got := c.shell("pod:aliased", "dig +short +time=2 +tries=1 web.default.svc.cluster.local"); strings.TrimSpace(got) != vip {
+		t.Errorf("dig in the aliased pod (DNS itself unchanged): %q", got)
+	}
 	// dnsPolicy None takes dnsConfig only. A host-network pod sees its
 	// node's resolv.conf under ClusterFirst, the cluster's under
 	// ClusterFirstWithHostNet.
