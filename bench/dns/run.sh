@@ -5,7 +5,9 @@
 #   file      an authoritative zone (file plugin, 1000 A records);
 #   forward   forward to a local upstream (another `podnet dns` on 127.0.0.1
 #             serving a zone; the same upstream for both servers).
-# For each case and server, one after the other, each server pinned to CPU 1
+# For each case, -rounds rounds (default 3) of both servers, one after the
+# other (the order alternating between rounds), the median of the rounds
+# printed; each server pinned to the last CPU
 # and dnsperf (and the upstream) to CPU 0: a warm-up, a max-throughput run
 # (QPS), a run at a fixed rate (-rate, default 10000 QPS) whose per-query
 # latencies give the p99, and the server's RSS (VmRSS after the runs, VmHWM
@@ -17,17 +19,18 @@
 # (the binary internal/dns/compat uses), built there with `go install
 # github.com/coredns/coredns@v1.15.0` when missing.
 #
-# Usage: bench/dns/run.sh [-duration SECONDS] [-rate QPS] [-cases hosts,file,forward]
+# Usage: bench/dns/run.sh [-duration SECONDS] [-rate QPS] [-rounds N] [-cases hosts,file,forward]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 GO=${GO:-go}
-duration=10 rate=10000 cases=hosts,file,forward
+duration=5 rate=10000 rounds=3 cases=hosts,file,forward
 while [ $# -gt 0 ]; do
   case "$1" in
     -duration) duration=$2; shift 2 ;;
     -rate) rate=$2; shift 2 ;;
+    -rounds) rounds=$2; shift 2 ;;
     -cases) cases=$2; shift 2 ;;
-    *) echo "dnsbench: unknown flag $1 (flags: -duration SECONDS, -rate QPS, -cases hosts,file,forward)" >&2; exit 2 ;;
+    *) echo "dnsbench: unknown flag $1 (flags: -duration SECONDS, -rate QPS, -rounds N, -cases hosts,file,forward)" >&2; exit 2 ;;
   esac
 done
 
@@ -147,21 +150,41 @@ measure() {
   echo "${qps:-0} ${p99:-0} ${rss:-0} ${hwm:-0} ${lost:-?}"
 }
 
-echo "dnsbench: podnet ($podnet) vs $("$coredns" -version | head -1) ($coredns); server on CPU $srv_cpu, dnsperf on CPU $drv_cpu; ${duration}s max-throughput runs, p99 at ${rate} QPS"
+# median FILE: the per-column medians of FILE's lines (lost: the largest).
+median() {
+  local col n out=()
+  n=$(wc -l <"$1")
+  for col in 1 2 3 4; do
+    out+=("$(awk -v c="$col" '{print $c}' "$1" | sort -g | awk -v n="$n" 'NR == int((n + 1) / 2) {print; exit}')")
+  done
+  out+=("$(awk '{print $5}' "$1" | sort -g | tail -1)")
+  echo "${out[*]}"
+}
+
+echo "dnsbench: podnet ($podnet) vs $("$coredns" -version | head -1) ($coredns); server on CPU $srv_cpu, dnsperf on CPU $drv_cpu; median of $rounds rounds of ${duration}s max-throughput runs, p99 at ${rate} QPS"
 printf '%-8s %-8s %10s %9s %9s %9s %s\n' case server QPS p99_ms RSS_MiB peak_MiB lost
 results=()
 IFS=, read -ra want <<<"$cases"
 for c in "${want[@]}"; do
   case "$c" in hosts|file|forward) ;; *) echo "dnsbench: unknown case $c" >&2; exit 2 ;; esac
-  p=$(measure "$c" podnet "$podnet" dns)
-  k=$(measure "$c" coredns "$coredns")
+  : >"$tmp/res.$c.podnet"; : >"$tmp/res.$c.coredns"
+  for r in $(seq "$rounds"); do
+    if [ $((r % 2)) = 1 ]; then
+      measure "$c" podnet "$podnet" dns >>"$tmp/res.$c.podnet"
+      measure "$c" coredns "$coredns" >>"$tmp/res.$c.coredns"
+    else
+      measure "$c" coredns "$coredns" >>"$tmp/res.$c.coredns"
+      measure "$c" podnet "$podnet" dns >>"$tmp/res.$c.podnet"
+    fi
+  done
+  p=$(median "$tmp/res.$c.podnet")
+  k=$(median "$tmp/res.$c.coredns")
   for pair in "podnet:$p" "coredns:$k"; do
     read -r q l r h lost <<<"${pair#*:}"
     printf '%-8s %-8s %10.0f %9s %9.1f %9.1f %s\n' "$c" "${pair%%:*}" "$q" "$l" "$(echo "$r/1024" | bc -l)" "$(echo "$h/1024" | bc -l)" "$lost"
   done
   results+=("$c $p $k")
 done
-
 echo
 echo "ratios podnet/CoreDNS (goal: QPS >= 1.50, p99 <= 1.00)"
 printf '%-8s %8s %8s %8s %8s %s\n' case QPS p99 RSS peak goal
