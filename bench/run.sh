@@ -12,8 +12,11 @@
 #                 $PODNET_BENCH_CACHE, default /var/cache/podnet-bench): sync
 #                 times, connect latency, iperf3 through a ClusterIP;
 #   dns           `podnet dns` vs CoreDNS v1.15.0 under dnsperf (bench/dns/run.sh:
-#                 hosts+cache, a file zone, forward to a local upstream).
-# Usage: bench/run.sh [cni|cluster|svc|dns] [FLAGS]. With `cni`, `cluster`,
+#                 hosts+cache, a file zone, forward to a local upstream);
+#   dnsk8s        `podnet dns`'s kubernetes plugin with 10k Services (QPS, RSS,
+#                 Service creation -> answer) and the queries of an external
+#                 name with and without autopath (bench/dnsk8s; no CoreDNS peer).
+# Usage: bench/run.sh [cni|cluster|svc|dns|dnsk8s] [FLAGS]. With `cni`, `cluster`,
 # `svc` or `dns` only that driver runs and FLAGS go to it; otherwise all run and
 # FLAGS go to cnibench (e.g. `bench/run.sh -iters 20 -phases cni`). See
 # bench/README.md.
@@ -25,15 +28,16 @@ REF_VERSION=${CNI_PLUGINS_VERSION:-latest}
 PEER_CACHE=${PODNET_BENCH_CACHE:-/var/cache/podnet-bench}
 what=all
 case "${1:-}" in
-  cni|cluster|svc|dns) what=$1; shift ;;
+  cni|cluster|svc|dns|dnsk8s) what=$1; shift ;;
 esac
-run_cni=0 run_cluster=0 run_svc=0 run_dns=0
+run_cni=0 run_cluster=0 run_svc=0 run_dns=0 run_dnsk8s=0
 case "$what" in
-  all) run_cni=1 run_cluster=1 run_svc=1 run_dns=1 ;;
+  all) run_cni=1 run_cluster=1 run_svc=1 run_dns=1 run_dnsk8s=1 ;;
   cni) run_cni=1 ;;
   cluster) run_cluster=1 ;;
   svc) run_svc=1 ;;
   dns) run_dns=1 ;;
+  dnsk8s) run_dnsk8s=1 ;;
 esac
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -66,6 +70,7 @@ if [ "$run_cni" = 1 ]; then
   "$GO" build -o "$CACHE/cnibench" ./bench/cnibench
 fi
 [ "$run_cluster" = 0 ] || "$GO" build -o "$CACHE/clusterbench" ./bench/clusterbench
+[ "$run_dnsk8s" = 0 ] || "$GO" build -o "$CACHE/dnsk8s" ./bench/dnsk8s
 if [ "$run_svc" = 1 ]; then
   "$GO" build -o "$CACHE/svcbench" ./bench/svcbench
   # The peer: kube-proxy from k8s.io/kubernetes, through the bench-only
@@ -117,6 +122,9 @@ if [ "$run_svc" = 1 ] && [ "$rc" -ne 130 ]; then
 fi
 if [ "$run_dns" = 1 ] && [ "$rc" -ne 130 ]; then
   if [ "$what" = dns ]; then bench/dns/run.sh "$@"; else bench/dns/run.sh; fi || { r=$?; [ "$rc" -ne 0 ] || rc=$r; }
+fi
+if [ "$run_dnsk8s" = 1 ] && [ "$rc" -ne 130 ]; then
+  if [ "$what" = dnsk8s ]; then "$CACHE/dnsk8s" -podnet bin/podnet "$@"; else "$CACHE/dnsk8s" -podnet bin/podnet; fi || { r=$?; [ "$rc" -ne 0 ] || rc=$r; }
 fi
 
 snapshot >"$after"
