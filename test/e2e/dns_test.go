@@ -124,6 +124,43 @@ func TestClusterDNS(t *testing.T) {
 	if got := c.shell("pod:client", "curl -sf --max-time 5 http://web/healthz && echo OK"); !strings.Contains(got, "OK") {
 		t.Errorf("curl http://web/: %q", got)
 	}
+	// A pod's own records: hostname + subdomain under a headless Service
+	// of that name, and the pod A record (pods insecure).
+	c.apply(`apiVersion: v1
+kind: Service
+metadata:
+  name: sub
+spec:
+  clusterIP: None
+  selector: {app: sub}
+  ports:
+  - {name: x, port: 9, targetPort: 9}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: named
+  labels: {app: sub}
+spec:
+  hostname: h1
+  subdomain: sub
+  containers:
+  - {name: c, command: [sleep, infinity]}
+`)
+	var namedIP string
+	eventually(t, "named running with an IP", 30*time.Second, func() (bool, string) {
+		p := c.pod("named")
+		namedIP = p.Status.PodIP
+		return p.Status.Phase == "Running" && namedIP != "", string(p.Status.Phase)
+	})
+	eventually(t, "h1.sub.default.svc.cluster.local answered from the other node", 10*time.Second, func() (bool, string) {
+		got := dig("client1", "h1.sub.default.svc.cluster.local")
+		return got == namedIP, got
+	})
+	podName := strings.ReplaceAll(namedIP, ".", "-") + ".default.pod.cluster.local"
+	if got := dig("client", podName); got != namedIP {
+		t.Errorf("dig %s: %q, want %s", podName, got, namedIP)
+	}
 	// nslookup, the other client the seed uses.
 	if got := c.shell("pod:client", "nslookup web"); !strings.Contains(got, "web.default.svc.cluster.local") || !strings.Contains(got, "Address: "+vip) {
 		t.Errorf("nslookup web:\n%s", got)
