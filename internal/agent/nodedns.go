@@ -17,6 +17,7 @@ import (
 
 	"github.com/podnet/podnet/internal/api"
 	pdns "github.com/podnet/podnet/internal/dns"
+	"github.com/podnet/podnet/internal/dns/corefile"
 	"github.com/podnet/podnet/internal/informer"
 	"github.com/podnet/podnet/internal/netns"
 	"github.com/podnet/podnet/internal/store"
@@ -165,8 +166,18 @@ func (n *NodeDNS) apply(ctx context.Context, cm *corev1.ConfigMap) {
 	if !ok {
 		err = fmt.Errorf("configmap %s/%s has no key %q", cm.Namespace, cm.Name, api.DNSCorefileKey)
 	} else {
-		out = RenderNodeCorefile(src, n.cfg.Address, n.cfg.Upstream)
-		err = checkCorefile(n.corefilePath(), out)
+		// Parse errors name the ConfigMap's lines (the original is what
+		// is parsed). When the node's rendering does not load, the
+		// original's own error is reported if it has one, so a setup
+		// error names the line the user wrote too.
+		out, err = RenderNodeCorefile(src, n.cfg.Address, n.cfg.Upstream)
+		if err == nil {
+			if err = checkCorefile(n.corefilePath(), out); err != nil {
+				if orig := checkCorefile("Corefile", []byte(src)); orig != nil {
+					err = orig
+				}
+			}
+		}
 	}
 	seen := err != nil && err.Error() == n.lastErr
 	n.report(ctx, err)
@@ -230,70 +241,60 @@ func (n *NodeDNS) report(ctx context.Context, err error) {
 	n.lastErr = msg
 }
 
-// RenderNodeCorefile adapts a cluster Corefile to one node: each server
-// block without a bind gets `bind ADDRESS`, and forward's /etc/resolv.conf
-// becomes upstream ("none": forward directives are dropped).
-func RenderNodeCorefile(src, address, upstream string) []byte {
-	var b bytes.Buffer
-	depth := 0
-	skipping := -1 // depth at which a dropped directive's block started
-	lines := strings.Split(src, "\n")
-	blockHasBind := blockBinds(lines)
-	block := 0
-	for _, line := range lines {
-		code := line
-		if i := strings.Index(code, "#"); i >= 0 {
-			code = code[:i]
-		}
-		fields := strings.Fields(code)
-		opens, closes := strings.Count(code, "{"), strings.Count(code, "}")
-		if skipping >= 0 {
-			depth += opens - closes
-			if depth <= skipping {
-				skipping = -1
+// RenderNodeCorefile adapts a cluster Corefile to one node, on its parse
+// tree (snippets and imports expanded, quoted words kept, {$ENV} left for
+// the server to expand): each server block without a bind gets `bind
+// ADDRESS`, and forward's /etc/resolv.conf becomes upstream ("none":
+// forward directives are dropped). A Corefile that does not parse is
+// returned as the parse error, naming the ConfigMap's line.
+func RenderNodeCorefile(src, address, upstream string) ([]byte, error) {
+	keepEnv := func(name string) string { return "{$" + name + "}" }
+	blocks, err := corefile.Parse("Corefile", []byte(src), corefile.Options{Getenv: keepEnv})
+	if err != nil {
+		return nil, err
+	}
+	for i := range blocks {
+		sb := &blocks[i]
+		hasBind := false
+		ds := sb.Directives[:0]
+		for _, d := range sb.Directives {
+			switch d.Name {
+			case "bind":
+				hasBind = true
+			case "forward":
+				if upstream == "none" {
+					continue
+				}
+				if upstream != "" {
+					d.Tokens = forwardUpstream(d.Tokens, upstream)
+				}
 			}
-			continue
+			ds = append(ds, d)
 		}
-		if depth == 1 && len(fields) > 0 && fields[0] == "forward" && upstream == "none" {
-			if opens > closes {
-				skipping = depth
+		sb.Directives = ds
+		if !hasBind {
+			at := corefile.Token{File: "Corefile", Text: "bind"}
+			if len(sb.Keys) > 0 {
+				at = sb.Keys[0]
+				at.Line = -1 // a line of its own
+				at.Quoted = false
+				at.Text = "bind"
 			}
-			depth += opens - closes
-			continue
-		}
-		if depth == 1 && len(fields) > 0 && fields[0] == "forward" && upstream != "" {
-			line = strings.Replace(line, "/etc/resolv.conf", upstream, 1)
-		}
-		b.WriteString(line)
-		b.WriteByte('\n')
-		prev := depth
-		depth += opens - closes
-		if prev == 0 && depth == 1 {
-			if block >= len(blockHasBind) || !blockHasBind[block] {
-				fmt.Fprintf(&b, "    bind %s\n", address)
-			}
-			block++
+			addr := at
+			addr.Text = address
+			sb.Directives = append([]corefile.Directive{{Name: "bind", Tokens: []corefile.Token{at, addr}}}, sb.Directives...)
 		}
 	}
-	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
+	return corefile.Format(blocks), nil
 }
 
-// blockBinds says, per top-level server block, whether it has a bind.
-func blockBinds(lines []string) []bool {
-	var out []bool
-	depth := 0
-	for _, line := range lines {
-		if i := strings.Index(line, "#"); i >= 0 {
-			line = line[:i]
-		}
-		f := strings.Fields(line)
-		prev := depth
-		depth += strings.Count(line, "{") - strings.Count(line, "}")
-		if prev == 0 && depth == 1 {
-			out = append(out, false)
-		}
-		if prev == 1 && len(f) > 0 && f[0] == "bind" && len(out) > 0 {
-			out[len(out)-1] = true
+// forwardUpstream replaces /etc/resolv.conf among forward's TO arguments
+// (the words on its first line after FROM) by upstream; a copy.
+func forwardUpstream(toks []corefile.Token, upstream string) []corefile.Token {
+	out := append([]corefile.Token(nil), toks...)
+	for i := 2; i < len(out) && corefile.SameLine(out[0], out[i]) && !out[i].IsOpen(); i++ {
+		if out[i].Text == "/etc/resolv.conf" {
+			out[i].Text = upstream
 		}
 	}
 	return out

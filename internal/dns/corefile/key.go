@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"unicode"
 
 	"github.com/miekg/dns"
 )
@@ -16,6 +17,9 @@ var transports = map[string]bool{"dns": true, "tls": true, "grpc": true, "https"
 // meant. The zone is lower-cased and made fully qualified.
 func ParseKey(s string) (Key, error) {
 	k := Key{Transport: "dns"}
+	if strings.ContainsFunc(s, unicode.IsSpace) {
+		return Key{}, fmt.Errorf("server block key %q: white space is not allowed in a zone", s)
+	}
 	if i := strings.Index(s, "://"); i >= 0 {
 		k.Transport = strings.ToLower(s[:i])
 		if !transports[k.Transport] {

@@ -163,7 +163,8 @@ func TestParseKey(t *testing.T) {
 }
 
 // FuzzParse: any input parses or fails with an *Error carrying a line,
-// and never panics or hangs.
+// and never panics or hangs; what parses is printed back by Format to
+// the same blocks.
 func FuzzParse(f *testing.F) {
 	for _, s := range []string{".:53 {\n log\n}\n", "(s) {\n log\n}\n. {\n import s\n}\n", "a, b {\n x {\n y\n }\n}\n", "\"{\" {\n}\n", "{$X}", "import loop"} {
 		f.Add(s)
@@ -176,6 +177,17 @@ func FuzzParse(f *testing.F) {
 				t.Fatalf("error %v is not an *Error", err)
 			}
 			return
+		}
+		keysOK := true
+		for _, b := range bs {
+			for _, k := range b.Keys {
+				if _, err := ParseKey(k.Text); err != nil {
+					keysOK = false // never loads; a multi-line quoted key cannot be printed back
+				}
+			}
+		}
+		if keysOK {
+			roundTrip(t, "fuzz", bs)
 		}
 		for _, b := range bs {
 			if len(b.Keys) == 0 {
