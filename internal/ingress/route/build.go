@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"net/netip"
 	"regexp"
 	"slices"
 	"strconv"
@@ -535,7 +536,14 @@ func (b *builder) endpoints(svc types.NamespacedName, portName string) []Endpoin
 			}
 		}
 	}
-	byAddr := func(x, y Endpoint) int { return cmp.Compare(x.Addr, y.Addr) }
+	byAddr := func(x, y Endpoint) int {
+		ax, ex := netip.ParseAddrPort(x.Addr)
+		ay, ey := netip.ParseAddrPort(y.Addr)
+		if ex != nil || ey != nil {
+			return cmp.Compare(x.Addr, y.Addr)
+		}
+		return ax.Compare(ay)
+	}
 	slices.SortFunc(ready, byAddr)
 	term = slices.DeleteFunc(term, func(e Endpoint) bool { return seen[e.Addr] })
 	slices.SortFunc(term, byAddr)
