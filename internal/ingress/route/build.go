@@ -223,7 +223,7 @@ func build(in Input) (*Table, []Problem) {
 		}
 	}
 	b.finish()
-	slices.SortFunc(b.problems, func(x, y Problem) int {
+	slices.SortStableFunc(b.problems, func(x, y Problem) int {
 		return cmp.Or(cmp.Compare(x.Ingress.Namespace, y.Ingress.Namespace), cmp.Compare(x.Ingress.Name, y.Ingress.Name))
 	})
 	return b.t, b.problems
@@ -424,6 +424,16 @@ func (b *builder) backend(ing *ingress, ib *networkingv1.IngressBackend) *Backen
 	return b.serviceBackend(ing.nn, ns, ib.Service.Name, port, false)
 }
 
+// backendProblem reports a backend's configuration error, naming the
+// Service when the error does not.
+func (b *builder) backendProblem(owner types.NamespacedName, be *Backend) {
+	if strings.HasPrefix(be.Err, "service ") {
+		b.problem(owner, "%s", be.Err)
+		return
+	}
+	b.problem(owner, "service %s/%s: %s", be.Namespace, be.Service, be.Err)
+}
+
 // annotationBackend resolves the default-backend annotation: a Service in
 // the Ingress's namespace, on its first port.
 func (b *builder) annotationBackend(ing *ingress) *Backend {
@@ -438,7 +448,7 @@ func (b *builder) serviceBackend(owner types.NamespacedName, ns, name, port stri
 	key := ns + "/" + name + "/" + port
 	if be := b.backends[key]; be != nil {
 		if be.Err != "" {
-			b.problem(owner, "%s", be.Err)
+			b.backendProblem(owner, be)
 		}
 		return be
 	}
@@ -446,7 +456,7 @@ func (b *builder) serviceBackend(owner types.NamespacedName, ns, name, port stri
 	b.backends[key] = be
 	defer func() {
 		if be.Err != "" {
-			b.problem(owner, "%s", be.Err)
+			b.backendProblem(owner, be)
 		}
 	}()
 	svc := b.services[types.NamespacedName{Namespace: ns, Name: name}]

@@ -119,13 +119,20 @@ func (s *server) match(path string) Match {
 }
 
 func (t *tableData) certificate(serverName string) *tls.Certificate {
+	if e := t.lookupCert(serverName); e != nil {
+		return e.cert
+	}
+	return nil
+}
+
+func (t *tableData) lookupCert(serverName string) *certEntry {
 	h := NormalizeHost(serverName)
 	if e, ok := t.certs[h]; ok {
-		return e.cert
+		return e
 	}
 	if i := strings.IndexByte(h, '.'); i > 0 {
 		if e, ok := t.wildCerts[h[i+1:]]; ok {
-			return e.cert
+			return e
 		}
 	}
 	return nil
