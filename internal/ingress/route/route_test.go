@@ -456,3 +456,21 @@ func TestMatchAllocs(t *testing.T) {
 		}
 	}
 }
+
+func TestConcurrentMatch(t *testing.T) {
+	tab, _ := Build(routingInput())
+	done := make(chan bool)
+	for g := range 4 {
+		go func() {
+			defer func() { done <- true }()
+			for i := range 200 {
+				_ = tab.Match("foo.com", "/foo/bar")
+				_ = tab.Match("re.com", "/api/v"+strings.Repeat("1", i%5+g))
+				_ = tab.Certificate("a.foo.com")
+			}
+		}()
+	}
+	for range 4 {
+		<-done
+	}
+}
