@@ -60,7 +60,7 @@ func (f *agentFlags) register(cmd *cobra.Command) {
 	fl.IntVar(&f.mtu, "mtu", 0, "pod interface MTU (0: the overlay's, the underlay's minus 50 with vxlan)")
 	fl.DurationVar(&f.leaseTTL, "node-lease-ttl", agent.DefaultLeaseTTL, "the node lease's time to live (whole seconds, at least 2s): how soon after this agent dies the node turns NotReady and its load-balancer addresses move to another node; a store stall longer than this marks the node NotReady too")
 	fl.BoolVar(&f.clusterDNS, "cluster-dns", true, "answer the cluster DNS address (kube-dns) on this node with a node-local `podnet dns`, and give pods it as their nameserver")
-	fl.StringVar(&f.dnsUp, "dns-upstream", "none", "resolv.conf the node DNS server forwards outside names to (in place of the Corefile's /etc/resolv.conf); \"none\": no forwarding, outside names fail at once")
+	fl.StringVar(&f.dnsUp, "dns-upstream", "/etc/resolv.conf", "resolv.conf the node DNS server forwards outside names to (in place of the Corefile's /etc/resolv.conf, as kubeadm's forwards to the node's); \"none\": no forwarding, outside names fail at once (local clusters pass their outside host's server)")
 	fl.StringVar(&f.netns, "netns", "", "the named network namespace this node runs in, when it is one (a local cluster's node); empty on a real host")
 }
 

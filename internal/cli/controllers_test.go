@@ -95,9 +95,9 @@ func TestRolloutWithControllers(t *testing.T) {
 	runControllers(t, s)
 	must(t, ep, "deployment.apps/web created", "create", "deployment", "web", "--replicas", "3", "--port", "8080", "--", "podnet", "echo-server", "--listen", ":8080")
 	must(t, ep, `deployment "web" successfully rolled out`, "rollout", "status", "deployment/web", "--timeout", "30s")
-	must(t, ep, "3/3     3            3", "get", "deploy", "web")
+	eventuallyMust(t, ep, "3/3     3            3", "get", "deploy", "web")
 	rs1 := strings.TrimPrefix(strings.TrimSpace(must(t, ep, "replicaset.apps/web-", "get", "rs", "-o", "name")), "replicaset.apps/")
-	must(t, ep, rs1+"   3         3         3", "get", "rs")
+	eventuallyMust(t, ep, rs1+"   3         3         3", "get", "rs")
 	must(t, ep, "NewReplicaSet:   "+rs1+" (3/3 replicas created)", "describe", "deploy", "web")
 	must(t, ep, "Controlled By:  ReplicaSet/"+rs1, "describe", "pod", strings.TrimPrefix(strings.Fields(must(t, ep, "pod/", "get", "pods", "-o", "name"))[0], "pod/"))
 

@@ -3,6 +3,7 @@ package cli
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/podnet/podnet/internal/testutil"
 	appsv1 "k8s.io/api/apps/v1"
@@ -18,6 +19,23 @@ func must(t *testing.T, ep string, want string, args ...string) string {
 		t.Fatalf("podnet %s: err=%v, want %q in:\n%s", strings.Join(args, " "), err, want, out)
 	}
 	return out
+}
+
+// eventuallyMust runs the CLI until its output holds want (a status the
+// controllers write a moment after the condition the test waited for).
+func eventuallyMust(t *testing.T, ep string, want string, args ...string) string {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out, err := podnet(t, ep, "", args...)
+		if err == nil && strings.Contains(out, want) {
+			return out
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("podnet %s: err=%v, want %q in:\n%s", strings.Join(args, " "), err, want, out)
+		}
+		time.Sleep(50 * time.Millisecond) // polling a status the controllers will reach
+	}
 }
 
 // fails runs the CLI and fails the test unless it fails with want in its error.

@@ -51,6 +51,7 @@ func newNode(t *testing.T) *node {
 	testutil.Run(t, "ip", "-n", n.ns, "link", "set", uplink, "up")
 	testutil.Run(t, "ip", "-n", n.ext, "addr", "add", extIP+"/24", "dev", peer)
 	testutil.Run(t, "ip", "-n", n.ext, "link", "set", peer, "up")
+	n.startLANDNS()
 	n.start()
 	t.Cleanup(n.teardown)
 	return n
@@ -64,7 +65,7 @@ func (n *node) start() {
 	d := func(s string) string { return filepath.Join(n.dir, s) }
 	n.up = exec.Command(filepath.Join(n.bin, "podnet"), "up", "--node-name", "node1", "--node-ip", nodeIP,
 		"--data-dir", d("etcd"), "--state-dir", d("agent"), "--cni-conf-dir", d("net.d"),
-		"--cni-bin-dir", n.bin, "--cni-data-dir", d("cni"))
+		"--cni-bin-dir", n.bin, "--cni-data-dir", d("cni"), "--dns-upstream", d("lan-dns/upstream.conf"))
 	n.upLog = &bytes.Buffer{}
 	n.up.Stdout, n.up.Stderr = n.upLog, n.upLog
 	n.up.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -83,6 +84,38 @@ func (n *node) start() {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// startLANDNS runs `podnet dns` on the external host as the LAN's DNS
+// server, which the node's cluster DNS forwards to (so nothing queries
+// this machine's resolver): outside.lan is the external host; any other
+// name is SERVFAIL at once (hosts without fallthrough).
+func (n *node) startLANDNS() {
+	t := n.t
+	dir := filepath.Join(n.dir, "lan-dns")
+	corefile := filepath.Join(dir, "Corefile")
+	must := func(err error) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.MkdirAll(dir, 0o755))
+	must(os.WriteFile(corefile, []byte(".:53 {\n    bind "+extIP+"\n    hosts {\n        "+extIP+" outside.lan\n    }\n}\n"), 0o644))
+	must(os.WriteFile(filepath.Join(dir, "upstream.conf"), []byte("nameserver "+extIP+"\n"), 0o644))
+	cmd := exec.Command(filepath.Join(n.bin, "podnet"), "dns", "-conf", corefile)
+	log := &bytes.Buffer{}
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	must(netns.Do(n.extPath, cmd.Start))
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-done
+		if t.Failed() {
+			t.Logf("LAN DNS log:\n%s", log)
+		}
+	})
 }
 
 // kill9 kills `podnet up` as a crash would.

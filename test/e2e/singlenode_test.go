@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -137,6 +138,36 @@ func TestSingleNode(t *testing.T) {
 		out := check(t)(n.podnet("exec", "client", "--", "cat", "/etc/hosts"))
 		if !strings.Contains(out, client.Status.PodIP+"\tclient") {
 			t.Fatalf("/etc/hosts:\n%s", out)
+		}
+	})
+
+	t.Run("cluster DNS under podnet up", func(t *testing.T) {
+		// podnet up runs the node-local DNS too: pods get 10.96.0.10 and
+		// the search path, cluster names come from the kubernetes plugin
+		// and outside names through the node's upstream (the LAN server).
+		rc := check(t)(n.podnet("exec", "client", "--", "cat", "/etc/resolv.conf"))
+		for _, want := range []string{"nameserver 10.96.0.10", "search default.svc.cluster.local svc.cluster.local cluster.local", "options ndots:5"} {
+			if !strings.Contains(rc, want) {
+				t.Fatalf("resolv.conf lacks %q:\n%s", want, rc)
+			}
+		}
+		n.mustPodnet("expose", "pod", "web", "--port", "80", "--target-port", "8080")
+		defer n.mustPodnet("delete", "svc", "web")
+		eventually(t, "the Service answered by name", 20*time.Second, func() (bool, string) {
+			out, err := n.podnet("exec", "client", "--", "dig", "+short", "+time=1", "+tries=1", "web.default.svc.cluster.local")
+			ip, perr := netip.ParseAddr(strings.TrimSpace(out))
+			return err == nil && perr == nil && netip.MustParsePrefix("10.96.0.0/12").Contains(ip), out
+		})
+		if out, err := n.podnet("exec", "client", "--", "curl", "-sS", "-m5", "http://web/"); err != nil || !strings.Contains(out, "hello from web") {
+			t.Fatalf("curl http://web/ (search path): %v\n%s", err, out)
+		}
+		if out, err := n.podnet("exec", "client", "--", "getent", "hosts", "outside.lan"); err != nil || !strings.HasPrefix(out, extIP) {
+			t.Fatalf("getent hosts outside.lan (forwarded to the LAN server): %v\n%s", err, out)
+		}
+		start := time.Now()
+		out, _ := n.podnet("exec", "client", "--", "dig", "+time=2", "+tries=1", "nobody.example.invalid")
+		if took := time.Since(start); !strings.Contains(out, "status: SERVFAIL") && !strings.Contains(out, "status: NXDOMAIN") || took > 2*time.Second {
+			t.Fatalf("an unknown name must fail fast (took %v):\n%s", took, out)
 		}
 	})
 
