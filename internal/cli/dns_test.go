@@ -5,8 +5,10 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -84,5 +86,79 @@ func TestDNSServes(t *testing.T) {
 				t.Fatalf("stop: %v", err)
 			}
 		})
+	}
+}
+
+// TestDNSReloadOnSIGUSR1: the podnet binary, as the agent runs it, takes
+// SIGUSR1 as "reload the Corefile now": a new Corefile is served at once,
+// and a bad one is logged while the old one keeps answering.
+func TestDNSReloadOnSIGUSR1(t *testing.T) {
+	bin := filepath.Join(testutil.Binaries(t), "podnet")
+	dir := t.TempDir()
+	file := filepath.Join(dir, "Corefile")
+	port := testutil.FreePort(t)
+	write := func(ip string) {
+		t.Helper()
+		c := fmt.Sprintf(".:%d {\n    bind 127.0.0.1\n    hosts {\n        %s a.test\n    }\n}\n", port, ip)
+		if err := os.WriteFile(file, []byte(c), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("192.0.2.1")
+	logFile, err := os.Create(filepath.Join(dir, "dns.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logFile.Close()
+	log := func() string { b, _ := os.ReadFile(logFile.Name()); return string(b) }
+	cmd := exec.Command(bin, "dns", "-conf", file, "-quiet")
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	answer := func() string {
+		m := new(dns.Msg)
+		m.SetQuestion("a.test.", dns.TypeA)
+		c := &dns.Client{Timeout: 500 * time.Millisecond}
+		r, _, err := c.Exchange(m, fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil || len(r.Answer) != 1 {
+			return fmt.Sprint(err)
+		}
+		return r.Answer[0].(*dns.A).A.String()
+	}
+	waitFor := func(want string) time.Duration {
+		t.Helper()
+		start := time.Now()
+		for answer() != want {
+			if time.Since(start) > 5*time.Second {
+				t.Fatalf("never answered %s (last %q); log:\n%s", want, answer(), log())
+			}
+			time.Sleep(10 * time.Millisecond) // polling the server's answer
+		}
+		return time.Since(start)
+	}
+	waitFor("192.0.2.1")
+	write("192.0.2.2")
+	if err := cmd.Process.Signal(syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	if took := waitFor("192.0.2.2"); took > time.Second {
+		t.Errorf("SIGUSR1 reload took %v", took)
+	}
+	os.WriteFile(file, []byte(fmt.Sprintf(".:%d {\n    bind 127.0.0.1\n    hostz\n}\n", port)), 0o644)
+	cmd.Process.Signal(syscall.SIGUSR1)
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(log(), "reload failed") {
+		if time.Now().After(deadline) {
+			t.Fatalf("a bad Corefile was not reported:\n%s", log())
+		}
+		time.Sleep(10 * time.Millisecond) // polling the log
+	}
+	if !strings.Contains(log(), "unknown directive 'hostz'") {
+		t.Errorf("the failure does not say why:\n%s", log())
+	}
+	if got := answer(); got != "192.0.2.2" {
+		t.Errorf("after a bad reload the old Corefile must keep serving: %q", got)
 	}
 }
