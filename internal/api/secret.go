@@ -172,7 +172,7 @@ func SecretWarnings(s *corev1.Secret) []string {
 // Redacted is what `get -o yaml|json|jsonpath` shows for a Secret's value
 // of n bytes: the values are never printed. It is not base64, so a
 // manifest saved from `get` is refused by `apply` rather than storing it.
-func Redacted(n int) string { return fmt.Sprintf("<redacted %d bytes>", n) }
+func Redacted(n int) string { return fmt.Sprintf("(redacted, %d bytes)", n) }
 
 // redactSecret is the Secret as `get` prints it: every data value
 // replaced by Redacted(len).

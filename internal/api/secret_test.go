@@ -151,7 +151,7 @@ func TestSecretUpdateAndRedact(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := string(b); !strings.Contains(got, `"data":{"a":"\u003credacted 5 bytes\u003e"}`) || strings.Contains(got, "MTIzNDU") {
+	if got := string(b); !strings.Contains(got, `"data":{"a":"(redacted, 5 bytes)"}`) || strings.Contains(got, "MTIzNDU") {
 		t.Errorf("printable secret: %s", got)
 	}
 	if string(s.Data["a"]) != "12345" {
