@@ -72,7 +72,7 @@ func TestBuildIngress(t *testing.T) {
 				a.HTTP.Paths = append(a.HTTP.Paths, pathOf("", "/x", exact, "s", "80").HTTP.Paths...)
 				return []networkingv1.IngressRule{a, pathOf("b.com", "/", exact, "s", "80"), pathOf("", "/y", exact, "s", "80")}
 			}(),
-			wantTLS:   []networkingv1.IngressTLS{{Hosts: []string{"a.com", "b.com"}, SecretName: "c"}}},
+			wantTLS: []networkingv1.IngressTLS{{Hosts: []string{"a.com", "b.com"}, SecretName: "c"}}},
 		{name: "wildcard host", rules: []string{"*.foo.com/*=svc:80"},
 			wantRules: []networkingv1.IngressRule{pathOf("*.foo.com", "/", prefix, "svc", "80")}},
 		{name: "default backend only", defaultBackend: "svc:80"},
@@ -226,7 +226,6 @@ func TestCreateSecretTLS(t *testing.T) {
 	}
 	must(t, ep, `secret "odd" deleted`, "delete", "secret", "odd")
 }
-
 
 const ingressYAML = `apiVersion: networking.k8s.io/v1
 kind: Ingress
