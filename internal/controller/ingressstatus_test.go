@@ -77,7 +77,6 @@ func ingressStore(t *testing.T) *store.Store {
 	return s
 }
 
-
 func addrsOf(ing *networkingv1.Ingress) string { return api.IngressAddress(ing) }
 
 func TestIngressStatus(t *testing.T) {
