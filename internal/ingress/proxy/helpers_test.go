@@ -248,6 +248,10 @@ func (w *world) secret(t testing.TB, name, cn string, names ...string) {
 	})
 }
 
+// noRedirect keeps clients from following redirects: the Locations name
+// hosts that must never be looked up.
+func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
 // env is a proxy serving on 127.0.0.1 (HTTP and HTTPS) with its clients.
 type env struct {
 	t        testing.TB
@@ -298,7 +302,6 @@ func newEnv(t testing.TB) *env {
 	e := &env{t: t, p: p, logs: logs, reg: reg,
 		httpAddr: hl.Addr().String(), tlsAddr: sl.Addr().String(),
 		httpURL: "http://" + hl.Addr().String(), httpsURL: "https://" + sl.Addr().String()}
-	noRedirect := func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	tr := &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 64}
 	e.client = &http.Client{Transport: tr, CheckRedirect: noRedirect, Timeout: 30 * time.Second}
 	ttr := &http.Transport{Proxy: nil, TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, MaxIdleConnsPerHost: 64}
@@ -317,7 +320,7 @@ func newEnv(t testing.TB) *env {
 // load builds the world's table and swaps it in.
 func (e *env) load(w *world) *route.Table {
 	e.t.Helper()
-	tab, problems := route.Build(w.input())
+	tab, problems := buildTable(w)
 	for _, p := range problems {
 		e.t.Logf("route problem: %s: %s", p.Ingress, p.Message)
 	}
@@ -390,3 +393,5 @@ func newTLSBackend(t testing.TB, name string) string {
 	t.Cleanup(srv.Close)
 	return srv.Listener.Addr().String()
 }
+
+func buildTable(w *world) (*route.Table, []route.Problem) { return route.Build(w.input()) }
