@@ -120,6 +120,9 @@ func FuzzDecode(f *testing.F) {
 		"apiVersion: v1\nkind: List\nitems: [{apiVersion: v1, kind: Namespace, metadata: {name: a}}]\n",
 		"apiVersion: v1\nkind: Service\nmetadata: {name: x}\nspec: {type: ExternalName, externalName: a.b}\n",
 		"apiVersion: v1\nkind: Service\nmetadata: {name: h}\nspec: {clusterIP: None}\n",
+		ingressManifest,
+		"apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata: {name: c}\nspec: {controller: a.io/b, parameters: {kind: K, name: n}}\n",
+		"apiVersion: v1\nkind: Secret\nmetadata: {name: s}\ntype: kubernetes.io/tls\nstringData: {tls.crt: '', tls.key: ''}\n",
 	} {
 		f.Add([]byte(m))
 	}

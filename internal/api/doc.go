@@ -8,9 +8,11 @@
 // `spec.containers[0].ports[1].hostPort`.
 //
 // Kinds are registered in a table (kinds.go): Namespace, Pod, Node,
-// Service, EndpointSlice, Deployment and ReplicaSet. A row carries the
-// kind's defaulting and validation (Kubernetes' rules, per kind in
-// service.go, endpointslice.go, deployment.go; pod templates share the pod
-// spec checks of validate.go). Adding a kind means adding a row plus its
-// functions.
+// ConfigMap, Secret, Service, EndpointSlice, Deployment, ReplicaSet,
+// Ingress and IngressClass. A row carries the kind's defaulting,
+// validation (Kubernetes' rules, per kind in service.go, endpointslice.go,
+// deployment.go, ingress.go, secret.go; pod templates share the pod spec
+// checks of validate.go), printing columns, write warnings and, for
+// Secrets, the redacted form `get` prints. Adding a kind means adding a
+// row plus its functions.
 package api

@@ -9,6 +9,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -38,6 +39,32 @@ type Kind struct {
 	// NameIsLabel: metadata.name must be a DNS-1035 label (Services) rather
 	// than a DNS-1123 subdomain.
 	NameIsLabel bool
+	// Warnings, if set, returns the warnings a write of a valid object
+	// gets, as the API server returns them to kubectl (unknown Ingress
+	// annotations); the CLI prints them as "Warning: ..." on stderr.
+	Warnings func(Object) []string
+	// Redact, if set, returns what `get` prints for an object in its
+	// yaml, json, jsonpath and custom-columns forms, in place of the
+	// object: a Secret with its values replaced (see Redacted).
+	Redact func(Object) any
+}
+
+// WarningsFor returns the warnings of writing o (none if the kind has no
+// Warnings).
+func (k *Kind) WarningsFor(o Object) []string {
+	if k.Warnings == nil {
+		return nil
+	}
+	return k.Warnings(o)
+}
+
+// Printable returns what `get` prints for o: o itself, or its kind's
+// redacted form.
+func Printable(o Object) any {
+	if k, err := KindOf(o); err == nil && k.Redact != nil {
+		return k.Redact(o)
+	}
+	return o
 }
 
 // GroupResource names the kind in errors, as Kubernetes does ("pods").
@@ -150,6 +177,45 @@ var kinds = []*Kind{
 		Validate:   func(o Object) field.ErrorList { return ValidateReplicaSet(o.(*appsv1.ReplicaSet)) },
 		ValidateUpdate: func(old, new Object) field.ErrorList {
 			return validateReplicaSetUpdate(old.(*appsv1.ReplicaSet), new.(*appsv1.ReplicaSet))
+		},
+	},
+	{
+		GVK:        corev1.SchemeGroupVersion.WithKind("Secret"),
+		Columns:    secretColumns(),
+		Resource:   "secrets",
+		Aliases:    []string{"secret"},
+		Namespaced: true,
+		New:        func() Object { return &corev1.Secret{} },
+		Default:    func(o Object) { DefaultSecret(o.(*corev1.Secret)) },
+		Validate:   func(o Object) field.ErrorList { return ValidateSecret(o.(*corev1.Secret)) },
+		ValidateUpdate: func(old, new Object) field.ErrorList {
+			return validateSecretUpdate(old.(*corev1.Secret), new.(*corev1.Secret))
+		},
+		Warnings: func(o Object) []string { return SecretWarnings(o.(*corev1.Secret)) },
+		Redact:   redactSecret,
+	},
+	{
+		GVK:        networkingv1.SchemeGroupVersion.WithKind("Ingress"),
+		Columns:    ingressColumns(),
+		Resource:   "ingresses",
+		Aliases:    []string{"ingress", "ing"},
+		Namespaced: true,
+		New:        func() Object { return &networkingv1.Ingress{} },
+		Default:    func(Object) {},
+		Validate:   func(o Object) field.ErrorList { return ValidateIngress(o.(*networkingv1.Ingress)) },
+		Warnings:   func(o Object) []string { return IngressWarnings(o.(*networkingv1.Ingress)) },
+	},
+	{
+		GVK:        networkingv1.SchemeGroupVersion.WithKind("IngressClass"),
+		Columns:    ingressClassColumns(),
+		Resource:   "ingressclasses",
+		Aliases:    []string{"ingressclass"},
+		Namespaced: false,
+		New:        func() Object { return &networkingv1.IngressClass{} },
+		Default:    func(o Object) { DefaultIngressClass(o.(*networkingv1.IngressClass)) },
+		Validate:   func(o Object) field.ErrorList { return ValidateIngressClass(o.(*networkingv1.IngressClass)) },
+		ValidateUpdate: func(old, new Object) field.ErrorList {
+			return validateIngressClassUpdate(old.(*networkingv1.IngressClass), new.(*networkingv1.IngressClass))
 		},
 	},
 }

@@ -17,14 +17,14 @@ import (
 
 func newCreate(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "create (deployment|service|namespace) NAME ...",
-		Short: "Create an object from the command line: a deployment, a service, a namespace",
+		Use:   "create (deployment|service|namespace|ingress|secret) NAME ...",
+		Short: "Create an object from the command line: a deployment, a service, a namespace, an ingress, a TLS secret",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return fmt.Errorf("usage: podnet create deployment|service|namespace NAME ... (see podnet create --help)")
+			return fmt.Errorf("usage: podnet create deployment|service|namespace|ingress|secret NAME ... (see podnet create --help)")
 		},
 	}
-	cmd.AddCommand(newCreateDeployment(g), newCreateService(g), newCreateNamespace(g))
+	cmd.AddCommand(newCreateDeployment(g), newCreateService(g), newCreateNamespace(g), newCreateIngress(g), newCreateSecret(g))
 	return cmd
 }
 
@@ -48,6 +48,9 @@ func (g *globals) writeNewWith(cmd *cobra.Command, s *store.Store, o api.Object,
 	prepared := o.DeepCopyObject().(api.Object)
 	if err := api.Prepare(prepared); err != nil {
 		return err
+	}
+	if k, err := api.KindOf(prepared); err == nil {
+		g.printWarnings(k, prepared)
 	}
 	switch dr {
 	case dryRunClient:

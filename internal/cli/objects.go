@@ -98,6 +98,7 @@ func newApply(g *globals) *cobra.Command {
 				return !docs[i].Kind.Namespaced && docs[j].Kind.Namespaced
 			})
 			for _, d := range docs {
+				g.printWarnings(d.Kind, d.Object)
 				res, err := s.Apply(ctx, d.Object)
 				if err != nil {
 					return fmt.Errorf("%s: %w", d.Where(), friendly(err))
@@ -111,12 +112,21 @@ func newApply(g *globals) *cobra.Command {
 	return cmd
 }
 
+// printWarnings prints the warnings of writing o (its kind's Warnings:
+// unknown Ingress annotations, an unusable TLS pair) on stderr, as kubectl
+// prints the API server's warnings.
+func (g *globals) printWarnings(k *api.Kind, o api.Object) {
+	for _, w := range k.WarningsFor(o) {
+		fmt.Fprintf(g.errOut, "Warning: %s\n", w)
+	}
+}
+
 func newGet(g *globals) *cobra.Command {
 	var output, selector string
 	var all, showLabels, watch, watchOnly, watchEvents bool
 	cmd := &cobra.Command{
 		Use:   "get RESOURCE [NAME...]",
-		Short: "List objects: pods, nodes, namespaces, svc, endpointslices, deploy, rs",
+		Short: "List objects: pods, nodes, namespaces, svc, endpointslices, deploy, rs, cm, secrets, ing, ingressclass",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if strings.EqualFold(args[0], "all") {

@@ -223,10 +223,12 @@ func numbers(v any) any {
 	return v
 }
 
+// listOf is the List `get` prints for objs, each in its printable form
+// (api.Printable: a Secret's values redacted).
 func listOf(objs []api.Object) map[string]any {
-	items := objs
-	if items == nil {
-		items = []api.Object{}
+	items := make([]any, len(objs))
+	for i, o := range objs {
+		items[i] = api.Printable(o)
 	}
 	return map[string]any{"apiVersion": "v1", "kind": "List", "items": items, "metadata": map[string]any{"resourceVersion": ""}}
 }
@@ -241,7 +243,7 @@ func (p *objPrinter) print(w io.Writer, objs []api.Object, single bool, eventTyp
 	case "yaml", "json":
 		var v any = listOf(objs)
 		if single && len(objs) == 1 {
-			v = objs[0]
+			v = api.Printable(objs[0])
 		}
 		if p.format == "json" {
 			b, err := json.MarshalIndent(v, "", "    ")
@@ -270,7 +272,7 @@ func (p *objPrinter) print(w io.Writer, objs []api.Object, single bool, eventTyp
 	case "jsonpath":
 		var v any = listOf(objs)
 		if single && len(objs) == 1 {
-			v = objs[0]
+			v = api.Printable(objs[0])
 		}
 		g, err := toGeneric(v)
 		if err != nil {
@@ -312,7 +314,7 @@ func (p *objPrinter) printCustom(w io.Writer, objs []api.Object) error {
 		p.headerDone = true
 	}
 	for _, o := range objs {
-		g, err := toGeneric(o)
+		g, err := toGeneric(api.Printable(o))
 		if err != nil {
 			return err
 		}

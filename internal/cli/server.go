@@ -36,8 +36,9 @@ func (f *serverFlags) register(cmd *cobra.Command) {
 }
 
 // startStore starts the embedded etcd unless --etcd-endpoints names an
-// external cluster, connects, and creates the system namespaces, giving up
-// after 90s. stop releases everything.
+// external cluster, connects, and creates what every cluster has (the
+// system namespaces, the cluster DNS objects, the IngressClass podnet)
+// when missing, giving up after 90s. stop releases everything.
 func startStore(ctx context.Context, g *globals, f *serverFlags, cmd *cobra.Command) (s *store.Store, stop func(), err error) {
 	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 	defer cancel()
@@ -66,6 +67,9 @@ func startStore(ctx context.Context, g *globals, f *serverFlags, cmd *cobra.Comm
 	}
 	if err == nil {
 		err = s.EnsureClusterDNS(ctx, f.cluster.ServiceCIDR)
+	}
+	if err == nil {
+		err = s.EnsureIngressClass(ctx)
 	}
 	if err != nil {
 		done()

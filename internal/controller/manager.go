@@ -24,6 +24,9 @@
 //     node are removed.
 //   - garbage collector (gc.go): objects whose owners (by UID) are all
 //     gone are deleted, so deletes cascade Deployment → ReplicaSet → pod.
+//   - ingress status (ingressstatus.go): Ingresses podnet serves list the
+//     Ready nodes' addresses in status.loadBalancer; every Ingress carries
+//     its routing problems (route.Build's) in ingress.podnet.io/problems.
 //
 // Each loop reconciles from a fresh list on a short period and at once on
 // a watch event, so a missed event costs at most one period. Lists are
@@ -31,7 +34,8 @@
 // needs no expectations bookkeeping; a pass writes only what differs, so
 // an unchanged cluster causes no writes. The EndpointSlice loop, which
 // must stay fast with thousands of Services, reads watch-fed caches
-// instead and remembers its own writes until the caches show them.
+// instead and remembers its own writes until the caches show them; so
+// does the ingress status loop, which compiles every Ingress per pass.
 package controller
 
 import (
@@ -109,6 +113,7 @@ func NewManager(cfg Config) *Manager {
 			NewDeployments(cfg.Store, log, cfg.Resync),
 			NewPodGC(cfg.Store, log, cfg.Resync),
 			NewGarbageCollector(cfg.Store, log, max(cfg.Resync, GCResync)),
+			NewIngressStatus(cfg.Store, log, cfg.Resync),
 		}
 	}
 	return &Manager{cfg: cfg, log: log}

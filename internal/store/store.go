@@ -16,6 +16,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -413,6 +414,9 @@ func copyStatus(from, to api.Object) {
 	case *appsv1.ReplicaSet:
 		t.Status = from.(*appsv1.ReplicaSet).Status
 		keepAnnotation(from, to, api.AnnotationRevision)
+	case *networkingv1.Ingress:
+		t.Status = from.(*networkingv1.Ingress).Status
+		keepAnnotation(from, to, api.AnnotationIngressProblems)
 	}
 }
 

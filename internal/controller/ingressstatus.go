@@ -1,0 +1,273 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/podnet/podnet/internal/api"
+	"github.com/podnet/podnet/internal/informer"
+	"github.com/podnet/podnet/internal/ingress/route"
+	"github.com/podnet/podnet/internal/store"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+var (
+	ingressKind, _      = api.KindOf(&networkingv1.Ingress{})
+	ingressClassKind, _ = api.KindOf(&networkingv1.IngressClass{})
+	secretKind, _       = api.KindOf(&corev1.Secret{})
+)
+
+// MaxIngressProblems is how many problems the problems annotation lists;
+// more are counted on one last line.
+const MaxIngressProblems = 20
+
+// IngressStatus publishes, for every Ingress podnet serves (route.Served),
+// where it is served and what is wrong with it:
+//
+//   - status.loadBalancer.ingress lists the InternalIPs of the Ready nodes,
+//     sorted, as ingress-nginx publishes the addresses of the nodes that
+//     run it (every podnet node runs the ingress proxy), so `get ingress`
+//     shows them in ADDRESS. Ingresses podnet does not serve are left
+//     alone: another controller owns their status.
+//   - the annotation api.AnnotationIngressProblems holds the problems
+//     route.Build reports for it (a conflict lost, a missing Service, port
+//     or Secret), sorted, one per line, and is removed when there are none
+//     (from every Ingress: the annotation is podnet's).
+//
+// An Ingress is written only when one of them changes.
+type IngressStatus struct {
+	s      *store.Store
+	log    *slog.Logger
+	resync time.Duration
+}
+
+// NewIngressStatus returns the ingress status controller.
+func NewIngressStatus(s *store.Store, log *slog.Logger, resync time.Duration) *IngressStatus {
+	return &IngressStatus{s: s, log: log.With("controller", "ingress-status"), resync: resync}
+}
+
+func (c *IngressStatus) Name() string { return "ingress-status" }
+
+// ingressWorld is what a pass reads: from the loop's caches (Run) or from
+// store lists (Reconcile).
+type ingressWorld struct {
+	route.Input
+	nodes []*corev1.Node
+}
+
+// Run keeps caches of Ingresses, IngressClasses, Services, EndpointSlices,
+// Secrets and nodes (list + watch, internal/informer) and reconciles from
+// them on every change and every resync: a pass reads nothing from the
+// store.
+func (c *IngressStatus) Run(ctx context.Context) error {
+	k := make(kick, 1)
+	ings := informer.New[*networkingv1.Ingress](c.s, ingressKind, "", c.log)
+	classes := informer.New[*networkingv1.IngressClass](c.s, ingressClassKind, "", c.log)
+	svcs := informer.New[*corev1.Service](c.s, serviceKind, "", c.log)
+	slices := informer.New[*discoveryv1.EndpointSlice](c.s, sliceKind, "", c.log)
+	secrets := informer.New[*corev1.Secret](c.s, secretKind, "", c.log)
+	nodes := informer.New[*corev1.Node](c.s, nodeKind, "", c.log)
+	addKick(ings, k)
+	addKick(classes, k)
+	addKick(svcs, k)
+	addKick(slices, k)
+	addKick(secrets, k)
+	addKick(nodes, k)
+	for _, run := range []func(context.Context){ings.Run, classes.Run, svcs.Run, slices.Run, secrets.Run, nodes.Run} {
+		go run(ctx)
+	}
+	t := time.NewTicker(c.resync)
+	defer t.Stop()
+	for {
+		if ings.HasSynced() && classes.HasSynced() && svcs.HasSynced() && slices.HasSynced() && secrets.HasSynced() && nodes.HasSynced() {
+			w := ingressWorld{Input: route.Input{
+				Ingresses: ings.List(), IngressClasses: classes.List(), Services: svcs.List(),
+				EndpointSlices: slices.List(), Secrets: secrets.List(),
+			}, nodes: nodes.List()}
+			if err := c.reconcile(ctx, w); err != nil && ctx.Err() == nil {
+				c.log.Warn("reconcile ingress status", "err", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		case <-k:
+		}
+	}
+}
+
+// Reconcile runs one pass over everything, read from the store.
+func (c *IngressStatus) Reconcile(ctx context.Context) error {
+	var w ingressWorld
+	if err := listInto(ctx, c.s, ingressKind, &w.Ingresses); err != nil {
+		return err
+	}
+	if err := listInto(ctx, c.s, ingressClassKind, &w.IngressClasses); err != nil {
+		return err
+	}
+	if err := listInto(ctx, c.s, serviceKind, &w.Services); err != nil {
+		return err
+	}
+	if err := listInto(ctx, c.s, sliceKind, &w.EndpointSlices); err != nil {
+		return err
+	}
+	if err := listInto(ctx, c.s, secretKind, &w.Secrets); err != nil {
+		return err
+	}
+	if err := listInto(ctx, c.s, nodeKind, &w.nodes); err != nil {
+		return err
+	}
+	return c.reconcile(ctx, w)
+}
+
+func listInto[T api.Object](ctx context.Context, s *store.Store, k *api.Kind, out *[]T) error {
+	objs, _, err := s.List(ctx, k, "")
+	if err != nil {
+		return err
+	}
+	for _, o := range objs {
+		*out = append(*out, o.(T))
+	}
+	return nil
+}
+
+// IngressAddresses are the addresses Ingresses are served on: the
+// InternalIPs of the Ready nodes, sorted, without duplicates.
+func IngressAddresses(nodes []*corev1.Node) []networkingv1.IngressLoadBalancerIngress {
+	var addrs []netip.Addr
+	for _, n := range nodes {
+		if api.NodeReady(n) != corev1.ConditionTrue || n.DeletionTimestamp != nil {
+			continue
+		}
+		for _, a := range n.Status.Addresses {
+			if a.Type != corev1.NodeInternalIP {
+				continue
+			}
+			if ip, err := netip.ParseAddr(a.Address); err == nil {
+				addrs = append(addrs, ip.Unmap())
+			}
+		}
+	}
+	slices.SortFunc(addrs, netip.Addr.Compare)
+	addrs = slices.Compact(addrs)
+	out := make([]networkingv1.IngressLoadBalancerIngress, len(addrs))
+	for i, a := range addrs {
+		out[i] = networkingv1.IngressLoadBalancerIngress{IP: a.String()}
+	}
+	return out
+}
+
+// maxProblemLen bounds one problem's text in the annotation.
+const maxProblemLen = 512
+
+// problemsValue is the problems annotation's value for msgs: sorted, one
+// per line, at most MaxIngressProblems and a count of the rest ("" for
+// none).
+func problemsValue(msgs []string) string {
+	clean := make([]string, len(msgs))
+	for i, m := range msgs {
+		m = strings.Join(strings.Fields(m), " ")
+		if len(m) > maxProblemLen {
+			m = m[:maxProblemLen] + "..."
+		}
+		clean[i] = m
+	}
+	v := api.JoinIngressProblems(clean)
+	if v == "" {
+		return ""
+	}
+	lines := strings.Split(v, "\n")
+	if len(lines) <= MaxIngressProblems {
+		return v
+	}
+	return strings.Join(append(lines[:MaxIngressProblems:MaxIngressProblems], fmt.Sprintf("... and %d more", len(lines)-MaxIngressProblems)), "\n")
+}
+
+func (c *IngressStatus) reconcile(ctx context.Context, w ingressWorld) error {
+	addrs := IngressAddresses(w.nodes)
+	_, problems := route.Build(w.Input)
+	byIngress := map[types.NamespacedName][]string{}
+	for _, p := range problems {
+		byIngress[p.Ingress] = append(byIngress[p.Ingress], p.Message)
+	}
+	var firstErr error
+	for _, ing := range w.Ingresses {
+		if ing.DeletionTimestamp != nil {
+			continue
+		}
+		nn := types.NamespacedName{Namespace: ing.Namespace, Name: ing.Name}
+		served := route.Served(ing, w.IngressClasses)
+		want := problemsValue(byIngress[nn])
+		if ing.Annotations[api.AnnotationIngressProblems] == want && (!served || lbEqual(ing.Status.LoadBalancer.Ingress, addrs)) {
+			continue
+		}
+		if err := c.write(ctx, ing, served, addrs, want); err != nil {
+			c.log.Warn("write ingress status", "ingress", nn.String(), "err", err)
+			if firstErr == nil {
+				firstErr = err
+			}
+		}
+	}
+	return firstErr
+}
+
+// write sets the Ingress's addresses (if served) and problems annotation
+// on its stored version; nothing is written if it already has them.
+func (c *IngressStatus) write(ctx context.Context, ing *networkingv1.Ingress, served bool, addrs []networkingv1.IngressLoadBalancerIngress, problems string) error {
+	_, err := c.s.Mutate(ctx, ingressKind, ing.Namespace, ing.Name, func(o api.Object) error {
+		cur := o.(*networkingv1.Ingress)
+		if cur.UID != ing.UID {
+			return nil // replaced meanwhile; the next pass handles it
+		}
+		if served && !lbEqual(cur.Status.LoadBalancer.Ingress, addrs) {
+			cur.Status.LoadBalancer.Ingress = slices.Clone(addrs)
+		}
+		switch {
+		case problems == "" && cur.Annotations != nil:
+			delete(cur.Annotations, api.AnnotationIngressProblems)
+			if len(cur.Annotations) == 0 {
+				cur.Annotations = nil
+			}
+		case problems != "":
+			if cur.Annotations == nil {
+				cur.Annotations = map[string]string{}
+			}
+			cur.Annotations[api.AnnotationIngressProblems] = problems
+		}
+		return nil
+	})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("ingress %s/%s: %w", ing.Namespace, ing.Name, err)
+	}
+	published := 0
+	if served {
+		published = len(addrs)
+	}
+	c.log.Info("ingress status written", "ingress", ing.Namespace+"/"+ing.Name, "served", served, "addresses", published, "problems", strings.Count(problems, "\n")+min(len(problems), 1))
+	return nil
+}
+
+func lbEqual(a, b []networkingv1.IngressLoadBalancerIngress) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].IP != b[i].IP || a[i].Hostname != b[i].Hostname || len(a[i].Ports) != 0 {
+			return false
+		}
+	}
+	return true
+}
