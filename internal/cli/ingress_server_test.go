@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -16,13 +15,8 @@ import (
 	"time"
 
 	"github.com/podnet/podnet/internal/api"
-	"github.com/podnet/podnet/internal/ingress/route"
-	"github.com/podnet/podnet/internal/store"
 	"github.com/podnet/podnet/internal/testutil"
-	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // TestIngressServer runs `podnet ingress` on 127.0.0.1 against a store
@@ -34,57 +28,18 @@ import (
 func TestIngressServer(t *testing.T) {
 	s, cfg := testutil.Store(t)
 	ctx := context.Background()
-	backend := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	testutil.LoopbackService(t, s, "default", "web", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/slow" {
 			time.Sleep(700 * time.Millisecond)
 		}
 		fmt.Fprintf(w, "backend path %s\n", r.URL.Path)
-	})}
-	bln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
+	}))
+	if err := s.EnsureIngressClass(ctx); err != nil {
 		t.Fatal(err)
 	}
-	go backend.Serve(bln)
-	t.Cleanup(func() { backend.Close() })
-	bport := int32(bln.Addr().(*net.TCPAddr).Port)
-
-	pt := networkingv1.PathTypePrefix
-	portName, tcp, ready := "http", corev1.ProtocolTCP, true
-	ing := &networkingv1.Ingress{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "web"},
-		Spec: networkingv1.IngressSpec{Rules: []networkingv1.IngressRule{{Host: "a.example", IngressRuleValue: networkingv1.IngressRuleValue{
-			HTTP: &networkingv1.HTTPIngressRuleValue{Paths: []networkingv1.HTTPIngressPath{{Path: "/", PathType: &pt,
-				Backend: networkingv1.IngressBackend{Service: &networkingv1.IngressServiceBackend{Name: "web", Port: networkingv1.ServiceBackendPort{Number: 80}}}}}},
-		}}}},
-	}
-	for _, o := range []api.Object{
-		&networkingv1.IngressClass{ObjectMeta: metav1.ObjectMeta{Name: route.ClassName, Annotations: map[string]string{networkingv1.AnnotationIsDefaultIngressClass: "true"}},
-			Spec: networkingv1.IngressClassSpec{Controller: route.ControllerName}},
-		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "web"},
-			Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80, Protocol: corev1.ProtocolTCP}}}},
-		ing,
-	} {
-		if err := s.Create(ctx, o); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// The API refuses loopback endpoints, and the test's backend must stay
-	// on 127.0.0.1: the slice is written as the store keeps objects,
-	// around the validation.
-	slice := &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "web-1", Labels: map[string]string{discoveryv1.LabelServiceName: "web"}},
-		AddressType: discoveryv1.AddressTypeIPv4,
-		Ports:       []discoveryv1.EndpointPort{{Name: &portName, Port: &bport, Protocol: &tcp}},
-		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{"127.0.0.1"}, Conditions: discoveryv1.EndpointConditions{Ready: &ready}}}}
-	api.SetTypeMeta(slice)
-	b, err := json.Marshal(slice)
-	if err != nil {
+	if err := s.Create(ctx, testutil.Ingress("default", "web", "web", "a.example")); err != nil {
 		t.Fatal(err)
 	}
-	sk, _ := api.ResourceFor("endpointslices")
-	if _, err := s.Client().Put(ctx, store.Key(sk, "default", "web-1"), string(b)); err != nil {
-		t.Fatal(err)
-	}
-
 	httpAddr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
 	httpsAddr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
 	metricsAddr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
