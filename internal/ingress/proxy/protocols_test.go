@@ -269,8 +269,8 @@ func TestGRPC(t *testing.T) {
 	}
 	tlsCreds := credentials.NewTLS(&tls.Config{InsecureSkipVerify: true})
 	hc := check(e.httpAddr, "grpc.com", insecure.NewCredentials()) // h2c to the proxy, h2c upstream
-	check(e.tlsAddr, "grpc.com", tlsCreds)                          // h2 over TLS to the proxy
-	check(e.tlsAddr, "grpcs.com", tlsCreds)                         // TLS upstream
+	check(e.tlsAddr, "grpc.com", tlsCreds)                         // h2 over TLS to the proxy
+	check(e.tlsAddr, "grpcs.com", tlsCreds)                        // TLS upstream
 
 	// A server stream: updates arrive one by one, not at the end.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
