@@ -383,16 +383,8 @@ func lastN(s []string, n int) []string { return s[max(0, len(s)-n):] }
 // status is one line ("000" for a failure), as startLoad's.
 func (c *localCluster) startOutsideLoad(ips []string, host, path string) *load {
 	c.t.Helper()
-	l := &load{stop: filepath.Join(c.t.TempDir(), "stop")}
-	script := fmt.Sprintf(`while [ ! -e %s ]; do for ip in %s; do curl -s -o /dev/null -m 3 -w '%%{http_code}\n' -H 'Host: %s' http://$ip%s || true; done; sleep 0.01; done`,
-		l.stop, strings.Join(ips, " "), host, path)
-	l.cmd = exec.Command(filepath.Join(c.bin, "podnet"), "cluster", "exec", "outside", "--", "sh", "-c", script)
-	l.cmd.Env = c.env()
-	l.cmd.Stdout = &l.out
-	l.cmd.Stderr = os.Stderr
-	if err := l.cmd.Start(); err != nil {
-		c.t.Fatal(err)
-	}
-	c.t.Cleanup(func() { os.WriteFile(l.stop, nil, 0o644); l.cmd.Process.Kill(); l.cmd.Wait() })
-	return l
+	return c.runLoad("host:outside", func(stop string) string {
+		return fmt.Sprintf(`while [ ! -e %s ]; do for ip in %s; do curl -s -o /dev/null -m 3 -w '%%{http_code}\n' -H 'Host: %s' http://$ip%s || true; done; sleep 0.01; done`,
+			stop, strings.Join(ips, " "), host, path)
+	})
 }
