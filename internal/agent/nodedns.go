@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -38,8 +36,9 @@ import (
 //     error is logged and set on the ConfigMap as the annotation
 //     dns.podnet.io/error-<node>, and the previous one keeps serving;
 //   - runs `podnet dns -conf <state>/dns/Corefile` detached (a session of
-//     its own), so it outlives the agent, and adopts it through its pid
-//     file on restart; after a rewrite it sends SIGUSR1 (a reload).
+//     its own, see detached), so it outlives the agent, and adopts it
+//     through its pid file on restart; after a rewrite it sends SIGUSR1 (a
+//     reload).
 
 // NodeDNSLink is the dummy interface holding the cluster DNS address.
 const NodeDNSLink = "podnet-dns"
@@ -79,8 +78,7 @@ type NodeDNSConfig struct {
 type NodeDNS struct {
 	cfg     NodeDNSConfig
 	log     *slog.Logger
-	pid     int
-	exited  chan struct{} // set for a server this runner started
+	server  *detached
 	lastErr string
 }
 
@@ -92,7 +90,14 @@ func NewNodeDNS(cfg NodeDNSConfig) *NodeDNS {
 	if cfg.Address == "" {
 		cfg.Address = api.DNSServiceIP
 	}
-	return &NodeDNS{cfg: cfg, log: cfg.Logger.With("component", "node-dns")}
+	n := &NodeDNS{cfg: cfg, log: cfg.Logger.With("component", "node-dns")}
+	n.server = &detached{
+		name:  "node DNS server",
+		args:  []string{cfg.Binary, "dns", "-conf", n.corefilePath(), "-pidfile", n.pidPath(), "-quiet"},
+		ident: 2, pidFile: n.pidPath(), logFile: filepath.Join(cfg.Dir, "dns.log"),
+		netns: cfg.NetNS, env: cfg.Env, log: n.log,
+	}
+	return n
 }
 
 func (n *NodeDNS) corefilePath() string { return filepath.Join(n.cfg.Dir, "Corefile") }
@@ -150,9 +155,10 @@ func (n *NodeDNS) Run(ctx context.Context) error {
 				n.apply(ctx, cm)
 			}
 		case <-tick.C:
+		case <-n.server.exitedChan():
 		}
 		if _, err := os.Stat(n.corefilePath()); err == nil {
-			n.ensureRunning()
+			n.server.ensure()
 		}
 	}
 }
@@ -193,9 +199,8 @@ func (n *NodeDNS) apply(ctx context.Context, cm *corev1.ConfigMap) {
 		n.log.Error("write Corefile", "err", err)
 		return
 	}
-	if wrote && n.alive() {
-		n.log.Info("Corefile changed; reloading", "pid", n.pid)
-		_ = syscall.Kill(n.pid, syscall.SIGUSR1)
+	if wrote && n.server.signal(syscall.SIGUSR1) {
+		n.log.Info("Corefile changed; reloading", "pid", n.server.pid)
 	}
 }
 
@@ -305,76 +310,6 @@ func (n *NodeDNS) inNS(fn func() error) error {
 		return fn()
 	}
 	return netns.Do(netns.Path(n.cfg.NetNS), fn)
-}
-
-// alive reports whether the adopted or started server still runs.
-func (n *NodeDNS) alive() bool {
-	if n.pid <= 0 {
-		return false
-	}
-	if n.exited != nil {
-		select {
-		case <-n.exited:
-			return false
-		default:
-			return true
-		}
-	}
-	return isNodeDNS(n.pid, n.corefilePath())
-}
-
-// isNodeDNS: pid runs `podnet dns -conf file` (not a recycled pid).
-func isNodeDNS(pid int, file string) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil {
-		return false
-	}
-	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err == nil {
-		if i := bytes.LastIndexByte(st, ')'); i > 0 && len(st) > i+2 && st[i+2] == 'Z' {
-			return false
-		}
-	}
-	args := strings.Split(string(bytes.TrimRight(b, "\x00")), "\x00")
-	return len(args) >= 4 && args[1] == "dns" && args[2] == "-conf" && args[3] == file
-}
-
-// ensureRunning adopts the server of the pid file, or starts one.
-func (n *NodeDNS) ensureRunning() {
-	if n.alive() {
-		return
-	}
-	if b, err := os.ReadFile(n.pidPath()); err == nil {
-		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && isNodeDNS(pid, n.corefilePath()) {
-			n.pid, n.exited = pid, nil
-			n.log.Info("adopted the running node DNS server", "pid", pid)
-			return
-		}
-	}
-	logf, err := os.OpenFile(filepath.Join(n.cfg.Dir, "dns.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		n.log.Error("node dns log", "err", err)
-		return
-	}
-	defer logf.Close()
-	args := []string{n.cfg.Binary, "dns", "-conf", n.corefilePath(), "-pidfile", n.pidPath(), "-quiet"}
-	if n.cfg.NetNS != "" {
-		args = append([]string{"ip", "netns", "exec", n.cfg.NetNS}, args...)
-	}
-	cmd := exec.Command(args[0], args[1:]...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Dir = "/"
-	cmd.Env = append(os.Environ(), n.cfg.Env...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
-		n.log.Error("start the node DNS server", "err", err)
-		return
-	}
-	n.pid = cmd.Process.Pid
-	exited := make(chan struct{})
-	n.exited = exited
-	go func() { _ = cmd.Wait(); close(exited) }() // reaped while we live; adopted otherwise
-	n.log.Info("started the node DNS server", "pid", n.pid, "address", n.cfg.Address, "corefile", n.corefilePath())
 }
 
 // EnsureNodeDNSAddress puts address/32 (or /128) on the dummy link

@@ -43,6 +43,10 @@ type agentFlags struct {
 	leaseTTL   time.Duration
 	clusterDNS bool
 	dnsUp      string
+	ingress    bool
+	ingHTTP    int
+	ingHTTPS   int
+	ingMetrics int
 }
 
 func (f *agentFlags) register(cmd *cobra.Command) {
@@ -61,6 +65,10 @@ func (f *agentFlags) register(cmd *cobra.Command) {
 	fl.DurationVar(&f.leaseTTL, "node-lease-ttl", agent.DefaultLeaseTTL, "the node lease's time to live (whole seconds, at least 2s): how soon after this agent dies the node turns NotReady and its load-balancer addresses move to another node; a store stall longer than this marks the node NotReady too")
 	fl.BoolVar(&f.clusterDNS, "cluster-dns", true, "answer the cluster DNS address (kube-dns) on this node with a node-local `podnet dns`, and give pods it as their nameserver")
 	fl.StringVar(&f.dnsUp, "dns-upstream", "/etc/resolv.conf", "resolv.conf the node DNS server forwards outside names to (in place of the Corefile's /etc/resolv.conf, as kubeadm's forwards to the node's); \"none\": no forwarding, outside names fail at once (local clusters pass their outside host's server)")
+	fl.BoolVar(&f.ingress, "ingress", true, "serve the cluster's Ingresses on this node's IP with a node-local `podnet ingress` (a process of its own that outlives agent restarts)")
+	fl.IntVar(&f.ingHTTP, "ingress-http-port", agent.DefaultIngressHTTPPort, "the ingress proxy's HTTP port on the node IP")
+	fl.IntVar(&f.ingHTTPS, "ingress-https-port", agent.DefaultIngressHTTPSPort, "the ingress proxy's HTTPS port on the node IP")
+	fl.IntVar(&f.ingMetrics, "ingress-metrics-port", agent.DefaultIngressMetricsPort, "the ingress proxy's /metrics and /healthz port on the node IP (0: none)")
 	fl.StringVar(&f.netns, "netns", "", "the named network namespace this node runs in, when it is one (a local cluster's node); empty on a real host")
 }
 
@@ -165,15 +173,9 @@ func newAgentFromFlags(ctx context.Context, g *globals, f *agentFlags, s *store.
 		if err != nil {
 			return nil, err
 		}
-		env := []string{"PODNET_ETCD_ENDPOINTS=" + strings.Join(g.endpoints, ",")}
-		for k, v := range map[string]string{"PODNET_ETCD_CAFILE": g.caFile, "PODNET_ETCD_CERTFILE": g.certFile, "PODNET_ETCD_KEYFILE": g.keyFile} {
-			if v != "" {
-				env = append(env, k+"="+v)
-			}
-		}
 		runners = append(runners, agent.NewNodeDNS(agent.NodeDNSConfig{
 			NodeName: f.nodeName, Binary: self, Dir: filepath.Join(stateDir, "dns"), Address: addr,
-			Upstream: f.dnsUp, Env: env, Source: s, Store: s, Logger: log,
+			Upstream: f.dnsUp, Env: g.storeEnv(), Source: s, Store: s, Logger: log,
 		}))
 		resolv.ClusterDNS = []string{addr}
 		// Pods with dnsPolicy Default get the node DNS server's upstream,
@@ -182,6 +184,20 @@ func newAgentFromFlags(ctx context.Context, g *globals, f *agentFlags, s *store.
 		if f.dnsUp == "none" {
 			resolv.HostResolvConf = filepath.Join(stateDir, "dns", "no-upstream.conf")
 		}
+	}
+	if f.ingress {
+		metrics := f.ingMetrics
+		if metrics == 0 {
+			metrics = -1
+		}
+		ing, err := agent.NewNodeIngress(agent.NodeIngressConfig{
+			NodeName: f.nodeName, NodeIP: f.nodeIP, HTTPPort: f.ingHTTP, HTTPSPort: f.ingHTTPS, MetricsPort: metrics,
+			Binary: self, Dir: filepath.Join(stateDir, "ingress"), Env: g.storeEnv(), Logger: log,
+		})
+		if err != nil {
+			return nil, err
+		}
+		runners = append(runners, ing)
 	}
 	mgr, err := sandbox.New(sandbox.Config{
 		NodeName:        f.nodeName,
@@ -200,6 +216,18 @@ func newAgentFromFlags(ctx context.Context, g *globals, f *agentFlags, s *store.
 		Logger:  log,
 		Runners: runners,
 	}), nil
+}
+
+// storeEnv is the environment giving a child process (`podnet dns`,
+// `podnet ingress`) the store this process uses.
+func (g *globals) storeEnv() []string {
+	env := []string{"PODNET_ETCD_ENDPOINTS=" + strings.Join(g.endpoints, ",")}
+	for k, v := range map[string]string{"PODNET_ETCD_CAFILE": g.caFile, "PODNET_ETCD_CERTFILE": g.certFile, "PODNET_ETCD_KEYFILE": g.keyFile} {
+		if v != "" {
+			env = append(env, k+"="+v)
+		}
+	}
+	return env
 }
 
 // checkInNetNS: --netns must name the namespace we run in, since `podnet

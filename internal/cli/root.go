@@ -1,6 +1,7 @@
 // Package cli is podnet's command line, in kubectl's habits: get, apply -f,
 // delete, describe, run, exec, logs, with -o wide|yaml|json. It also hosts
-// the long-running modes (server, agent, up) and the internal shim.
+// the long-running modes (server, agent, up, dns, ingress) and the internal
+// shim.
 //
 // Commands talk to the store directly; validation and defaulting come from
 // internal/api, the same code the agents use.
@@ -85,7 +86,7 @@ func NewRoot(out, errOut io.Writer) *cobra.Command {
 		newShim(), newEchoServer(g), newCluster(g),
 		newCreate(g), newScale(g), newExpose(g), newRollout(g),
 		newLabel(g, true), newLabel(g, false),
-		newDNS(g),
+		newDNS(g), newIngressServer(g),
 	)
 	return root
 }
@@ -113,7 +114,7 @@ func (g *globals) resolveCluster(cmd *cobra.Command) error {
 		top = top.Parent()
 	}
 	switch top.Name() {
-	case "server", "agent", "up", "shim", "echo-server", "cluster", "help", "completion", "dns":
+	case "server", "agent", "up", "shim", "echo-server", "cluster", "help", "completion", "dns", "ingress":
 		return nil
 	}
 	explicit := cmd.Flags().Changed("etcd-endpoints") || envSet("PODNET_ETCD_ENDPOINTS")

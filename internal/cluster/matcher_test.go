@@ -53,8 +53,8 @@ func standIn(t *testing.T, bin string, args ...string) int {
 }
 
 // TestNamesDirOnlyPodnetModes: of processes naming a path under the
-// cluster directory, only podnet server, agent and shim and etcd are the
-// cluster's; other podnet commands, other programs and processes naming
+// cluster directory, only podnet server, agent, shim, dns and ingress and
+// etcd are the cluster's; other podnet commands, other programs and processes naming
 // another directory are not.
 func TestNamesDirOnlyPodnetModes(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "c")
@@ -63,6 +63,9 @@ func TestNamesDirOnlyPodnetModes(t *testing.T) {
 	for _, mode := range []string{"server", "agent", "shim"} {
 		want = append(want, standIn(t, "podnet", mode, "--state-dir", filepath.Join(dir, "n1")))
 	}
+	// The node's DNS server and ingress proxy, by their pid files.
+	want = append(want, standIn(t, "podnet", "dns", "-conf", filepath.Join(dir, "agent", "n1", "dns", "Corefile")))
+	want = append(want, standIn(t, "podnet", "ingress", "--pidfile", filepath.Join(dir, "agent", "n1", "ingress", "ingress.pid"), "--http-addr", "10.0.0.1:80"))
 	want = append(want, standIn(t, "podnet", "shim", filepath.Join(dir, "pods", "x")))        // a bare path argument
 	want = append(want, standIn(t, EtcdBinaryName, "--data-dir="+filepath.Join(dir, "etcd"))) // --flag=value
 	for _, c := range [][]string{

@@ -261,7 +261,8 @@ func procPPID(pid int) (int, error) {
 	return strconv.Atoi(f[1])
 }
 
-// namesDir: the process is `podnet server|agent|shim ...` or an external
+// namesDir: the process is `podnet server|agent|shim|dns|ingress ...` (the
+// last two: a node's DNS server and ingress proxy) or an external
 // etcd member (`etcd ...`) with an argument under Dir. Only these
 // long-running processes match, so a shell or an editor with the path in
 // its arguments is never touched.
@@ -274,7 +275,7 @@ func (m ProcessMatcher) namesDir(pid int) ([]string, bool) {
 	switch filepath.Base(args[0]) {
 	case "podnet":
 		switch args[1] {
-		case "server", "agent", "shim", "dns":
+		case "server", "agent", "shim", "dns", "ingress":
 			first = 2
 		default:
 			return nil, false

@@ -760,9 +760,22 @@ func (l *load) waitRequests(t *testing.T, n int) {
 
 func (c *localCluster) startLoad(pod, url string) *load {
 	c.t.Helper()
+	return c.runLoad("pod:"+pod, func(stop string) string {
+		return fmt.Sprintf(`while [ ! -e %s ]; do curl -s -o /dev/null -m 3 -w '%%{http_code}\n' %s || true; sleep 0.02; done`, stop, url)
+	})
+}
+
+// runLoad runs a load script in where (pod:NAME or host:NAME, as shell);
+// script gets the file whose creation must stop it.
+func (c *localCluster) runLoad(where string, script func(stop string) string) *load {
+	c.t.Helper()
 	l := &load{stop: filepath.Join(c.t.TempDir(), "stop")}
-	script := fmt.Sprintf(`while [ ! -e %s ]; do curl -s -o /dev/null -m 3 -w '%%{http_code}\n' %s || true; sleep 0.02; done`, l.stop, url)
-	l.cmd = exec.Command(filepath.Join(c.bin, "podnet"), "exec", pod, "--", "sh", "-c", script)
+	kind, name, _ := strings.Cut(where, ":")
+	args := []string{"exec", name, "--", "sh", "-c", script(l.stop)}
+	if kind != "pod" {
+		args = append([]string{"cluster"}, args...)
+	}
+	l.cmd = exec.Command(filepath.Join(c.bin, "podnet"), args...)
 	l.cmd.Env = c.env()
 	l.cmd.Stdout = &l.out
 	l.cmd.Stderr = os.Stderr

@@ -93,6 +93,17 @@ func TestSingleNode(t *testing.T) {
 		}
 	})
 
+	t.Run("the node's ingress proxy answers on the node address", func(t *testing.T) {
+		// No Ingress: the built-in default backend's 404, over HTTP and
+		// HTTPS (its self-signed default certificate).
+		for _, url := range []string{"http://" + nodeIP + "/", "https://" + nodeIP + "/"} {
+			eventually(t, "the ingress proxy at "+url, 20*time.Second, func() (bool, string) {
+				out, _ := inNS(n.extPath, "curl", "-sk", "-m2", "-o", "/dev/null", "-w", "%{http_code}", url)
+				return out == "404", out
+			})
+		}
+	})
+
 	t.Run("published UDP port", func(t *testing.T) {
 		out, err := inNS(n.extPath, "sh", "-c", "echo ping | socat -T2 - UDP:"+nodeIP+":9090")
 		if err != nil || !strings.Contains(out, "web from "+extIP) {
