@@ -4,7 +4,9 @@
 # NAT, and a published port reached from a client on the LAN; then a
 # 3-replica Deployment behind a Service, reached by ClusterIP from a pod,
 # and by NodePort and LoadBalancer address from the LAN; and cluster DNS:
-# the Service by name from a pod, a LAN name through the forwarder.
+# the Service by name from a pod, a LAN name through the forwarder; and an
+# Ingress with two hosts, a rewrite-target and TLS, reached from outside
+# through the nodes' ingress proxies over HTTP and HTTPS.
 #
 # `podnet cluster create` makes every node, the control plane, the underlay
 # switch and an "outside" host as network namespaces; nothing touches the
@@ -108,6 +110,57 @@ podnet exec client -- getent hosts outside.lan
 step "/etc/hosts before DNS: the pod's own name comes from its /etc/hosts, a Service's from DNS"
 podnet exec client -- getent hosts client
 podnet exec client -- getent hosts hello
+
+step "an Ingress with two hosts, a rewrite-target and TLS, served by every node's 'podnet ingress'"
+openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj "/CN=hello.example" \
+  -addext "subjectAltName=DNS:hello.example" -keyout "$WORK/tls.key" -out "$WORK/tls.crt" 2>/dev/null
+podnet create secret tls hello-tls --cert "$WORK/tls.crt" --key "$WORK/tls.key"
+podnet apply -f - <<'YAML'
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: hello
+  annotations:
+    nginx.ingress.kubernetes.io/use-regex: "true"
+    nginx.ingress.kubernetes.io/rewrite-target: /$2
+spec:
+  tls:
+  - hosts: [hello.example]
+    secretName: hello-tls
+  rules:
+  - host: hello.example
+    http:
+      paths:
+      - path: /app(/|$)(.*)
+        pathType: ImplementationSpecific
+        backend: {service: {name: hello, port: {number: 80}}}
+  - host: api.example
+    http:
+      paths:
+      - path: /app(/|$)(.*)
+        pathType: ImplementationSpecific
+        backend: {service: {name: hello, port: {number: 80}}}
+YAML
+for i in $(seq 50); do
+  podnet get ingress hello | grep -q 192.168.250 && break
+  sleep 0.1 # the status loop publishes the nodes' addresses
+done
+podnet get ingress hello
+
+N1=192.168.250.11 N3=192.168.250.13
+step "outside -> http://hello.example/app/greeting through node n1: 308 to HTTPS (the host has TLS)"
+podnet cluster exec outside -- curl -sS -m 5 -o /dev/null -w '%{http_code} -> %{redirect_url}\n' \
+  --resolve hello.example:80:$N1 http://hello.example/app/greeting
+
+step "outside -> https://hello.example/app/greeting through node n3, checking the Secret's certificate: the app sees /greeting"
+podnet cluster exec outside -- curl -sS -m 5 --cacert "$WORK/tls.crt" \
+  --resolve hello.example:443:$N3 https://hello.example/app/greeting
+
+step "outside -> http://api.example/app/v1/items (no TLS on this host): rewritten to /v1/items"
+podnet cluster exec outside -- curl -sS -m 5 --resolve api.example:80:$N1 http://api.example/app/v1/items
+
+step "an unknown host gets the default backend's 404"
+podnet cluster exec outside -- curl -sS -m 5 -w ' (HTTP %{http_code})\n' --resolve nobody.example:80:$N1 http://nobody.example/
 
 step "the rules that do it, on n2: one map lookup per packet, whatever the number of Services"
 podnet cluster exec $NAME-n2 -- nft list map inet podnet service-ips

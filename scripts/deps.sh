@@ -2,7 +2,7 @@
 # Installs the Debian packages podnet's build, demo and tests need, if missing.
 # Idempotent: when everything is present it only runs dpkg-query once.
 set -euo pipefail
-want=(nftables iproute2 iputils-ping dnsutils curl socat netcat-openbsd procps kmod etcd-server containerd runc containernetworking-plugins "$@")
+want=(nftables iproute2 iputils-ping dnsutils curl openssl socat netcat-openbsd procps kmod etcd-server containerd runc containernetworking-plugins "$@")
 missing=()
 for p in "${want[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
