@@ -33,8 +33,10 @@ type h1Client struct {
 	connect time.Duration
 	tls     *tls.Config // nil: plain HTTP
 
-	mu   sync.Mutex
-	idle map[string][]*h1Conn
+	mu        sync.Mutex
+	idle      map[string][]*h1Conn
+	live      map[string]*endpoint // nil until the first Swap: all
+	lastSweep time.Time
 }
 
 const probeAfter = 250 * time.Millisecond
@@ -123,6 +125,15 @@ func (cl *h1Client) put(c *h1Conn) {
 	c.idleAt = time.Now()
 	c.reused = true
 	cl.mu.Lock()
+	if cl.live != nil && cl.live[c.addr] == nil {
+		cl.mu.Unlock()
+		c.close() // the endpoint is gone
+		return
+	}
+	if c.idleAt.Sub(cl.lastSweep) > 10*time.Second {
+		cl.lastSweep = c.idleAt
+		cl.sweep(c.idleAt)
+	}
 	s := cl.idle[c.addr]
 	// The oldest connection goes when it is past its time or the pool full.
 	var drop *h1Conn
@@ -138,9 +149,28 @@ func (cl *h1Client) put(c *h1Conn) {
 	}
 }
 
-// forget closes the idle connections of addresses not in keep.
+// sweep closes the connections idle for longer than idleTimeout; cl.mu
+// is held.
+func (cl *h1Client) sweep(now time.Time) {
+	for addr, s := range cl.idle {
+		i := 0
+		for i < len(s) && now.Sub(s[i].idleAt) > idleTimeout {
+			go s[i].close()
+			i++
+		}
+		if i == len(s) {
+			delete(cl.idle, addr)
+		} else if i > 0 {
+			cl.idle[addr] = append(s[:0], s[i:]...)
+		}
+	}
+}
+
+// forget closes the idle connections of addresses not in keep, and those
+// still in use when they come back.
 func (cl *h1Client) forget(keep map[string]*endpoint) {
 	cl.mu.Lock()
+	cl.live = keep
 	var drop []*h1Conn
 	for addr, s := range cl.idle {
 		if _, ok := keep[addr]; !ok {
@@ -148,6 +178,7 @@ func (cl *h1Client) forget(keep map[string]*endpoint) {
 			delete(cl.idle, addr)
 		}
 	}
+	cl.sweep(time.Now())
 	cl.mu.Unlock()
 	for _, c := range drop {
 		c.close()
@@ -208,9 +239,20 @@ func (cl *h1Client) roundTrip(x *exchange, out *http.Request, addr string) (*htt
 
 var errSendTimeout = errors.New("upstream send timed out")
 
-func (c *h1Conn) exchange(x *exchange, out *http.Request) (*http.Response, error) {
+// aLongTimeAgo is a deadline in the past: it aborts blocked I/O.
+var aLongTimeAgo = time.Unix(1, 0)
+
+func (c *h1Conn) exchange(x *exchange, out *http.Request) (res *http.Response, err error) {
 	cfg := x.rt.cfg
 	c.nread = 0
+	// A client that goes away aborts the exchange (a long poll must not
+	// hold the upstream connection); the connection is then not reused.
+	stop := context.AfterFunc(x.r.Context(), func() { c.c.SetDeadline(aLongTimeAgo) })
+	defer func() {
+		if err != nil {
+			stop()
+		}
+	}()
 	c.readTimeout = cfg.ProxyReadTimeout
 	if d := cfg.ProxySendTimeout; d > 0 {
 		c.c.SetWriteDeadline(time.Now().Add(d))
@@ -241,6 +283,7 @@ func (c *h1Conn) exchange(x *exchange, out *http.Request) (*http.Response, error
 			return nil, err
 		}
 		if res.StatusCode == http.StatusSwitchingProtocols {
+			stop()
 			c.readTimeout = 0
 			c.c.SetDeadline(time.Time{})
 			res.Body = &h1Upgraded{c}
@@ -250,17 +293,18 @@ func (c *h1Conn) exchange(x *exchange, out *http.Request) (*http.Response, error
 			continue // 100 Continue, 103 Early Hints: not passed on
 		}
 		if res.Body == http.NoBody {
-			c.release(res)
+			c.release(!res.Close, stop)
 			return res, nil
 		}
-		res.Body = &h1Body{c: c, rc: res.Body, keep: !res.Close}
+		res.Body = &h1Body{c: c, rc: res.Body, keep: !res.Close, stop: stop}
 		return res, nil
 	}
 }
 
-// release gives the connection back once the answer was read whole.
-func (c *h1Conn) release(res *http.Response) {
-	if res.Close || c.br.Buffered() > 0 {
+// release gives the connection back once the answer was read whole,
+// unless it is not to be kept or the client-gone watch already fired.
+func (c *h1Conn) release(keep bool, stop func() bool) {
+	if !stop() || !keep || c.br.Buffered() > 0 {
 		c.close()
 		return
 	}
@@ -394,6 +438,7 @@ type h1Body struct {
 	rc   io.ReadCloser
 	keep bool
 	done bool
+	stop func() bool
 }
 
 func (b *h1Body) Read(p []byte) (int, error) {
@@ -403,11 +448,7 @@ func (b *h1Body) Read(p []byte) (int, error) {
 	n, err := b.rc.Read(p)
 	if err == io.EOF {
 		b.done = true
-		if b.keep && b.c.br.Buffered() == 0 {
-			b.c.cl.put(b.c)
-		} else {
-			b.c.close()
-		}
+		b.c.release(b.keep, b.stop)
 	}
 	return n, err
 }
@@ -415,6 +456,7 @@ func (b *h1Body) Read(p []byte) (int, error) {
 func (b *h1Body) Close() error {
 	if !b.done {
 		b.done = true
+		b.stop()
 		b.c.close()
 	}
 	return nil

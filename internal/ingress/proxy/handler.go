@@ -357,6 +357,8 @@ func (x *exchange) roundTripFailed(ctx context.Context, err error) {
 	switch {
 	case x.body.tooLarge.Load():
 		x.builtin(http.StatusRequestEntityTooLarge, "")
+	case x.body.timedOut.Load():
+		x.builtin(http.StatusRequestTimeout, "")
 	case ctx != nil && context.Cause(ctx) == errUpstreamTimeout, errors.Is(err, errSendTimeout):
 		x.err = errUpstreamTimeout.Error()
 		x.builtin(http.StatusGatewayTimeout, "")
@@ -752,11 +754,28 @@ type reqBody struct {
 	n        atomic.Int64
 	used     atomic.Bool
 	tooLarge atomic.Bool
+	timedOut atomic.Bool
+	rc2      *http.ResponseController
+	deadline time.Time
 }
+
+// clientBodyTimeout bounds a pause of the client while it sends its
+// body, as nginx's client_body_timeout (408).
+const clientBodyTimeout = 60 * time.Second
 
 func (b *reqBody) Read(p []byte) (int, error) {
 	b.used.Store(true)
+	if d := b.x.p.clientBodyTimeout; b.deadline.Sub(time.Now()) < d*3/4 {
+		if b.rc2 == nil {
+			b.rc2 = http.NewResponseController(b.x.w)
+		}
+		b.deadline = time.Now().Add(d)
+		b.rc2.SetReadDeadline(b.deadline)
+	}
 	n, err := b.rc.Read(p)
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		b.timedOut.Store(true)
+	}
 	if b.n.Add(int64(n)) > b.limit && b.limit > 0 {
 		b.tooLarge.Store(true)
 		return 0, errBodyTooLarge

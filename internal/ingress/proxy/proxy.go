@@ -81,6 +81,8 @@ type Proxy struct {
 	notFound   *labelBase
 	bufs       sync.Pool
 	accessLogs bool
+	// clientBodyTimeout: see the constant; a field for tests.
+	clientBodyTimeout time.Duration
 }
 
 type limiterKey struct {
@@ -149,6 +151,8 @@ func New(o Options) *Proxy {
 		transports:  map[transportKey]upstreamClient{},
 		notFound:    &labelBase{},
 		accessLogs:  log.Enabled(context.Background(), slog.LevelInfo),
+
+		clientBodyTimeout: clientBodyTimeout,
 	}
 	p.bufs.New = func() any { b := make([]byte, 32<<10); return &b }
 	p.defTransport = p.transport(transportKey{"HTTP", annotations.Defaults().ProxyConnectTimeout})
