@@ -49,6 +49,7 @@ type exchange struct {
 	upstreamDur    time.Duration // -1: no upstream
 	err            string
 
+	hv     [6]string // values of the forwarding header fields
 	url    url.URL
 	uri    string // the upstream request target
 	out    http.Request
@@ -418,12 +419,17 @@ func (x *exchange) prepareHeaders() string {
 	if te {
 		h["Te"] = []string{"trailers"}
 	}
-	if prior := h[hXForwardedFor]; len(prior) > 0 {
-		h[hXForwardedFor] = []string{strings.Join(prior, ", ") + ", " + x.ip}
-	} else {
-		h[hXForwardedFor] = []string{x.ip}
+	// The values live in x.hv: one allocation for all of them.
+	set := func(i int, k, v string) {
+		x.hv[i] = v
+		h[k] = x.hv[i : i+1 : i+1]
 	}
-	h[hXRealIP] = []string{x.ip}
+	if prior := h[hXForwardedFor]; len(prior) > 0 {
+		set(0, hXForwardedFor, strings.Join(prior, ", ")+", "+x.ip)
+	} else {
+		set(0, hXForwardedFor, x.ip)
+	}
+	set(1, hXRealIP, x.ip)
 	if r.TLS != nil {
 		h[hXForwardedProto] = valHTTPS
 		h[hXScheme] = valHTTPS
@@ -431,16 +437,16 @@ func (x *exchange) prepareHeaders() string {
 		h[hXForwardedProto] = valHTTP
 		h[hXScheme] = valHTTP
 	}
-	h[hXForwardedHost] = []string{r.Host}
-	h[hXForwardedPort] = []string{x.localPort()}
+	set(2, hXForwardedHost, r.Host)
+	set(3, hXForwardedPort, x.localPort())
 	if id := h[hXRequestID]; len(id) > 0 && id[0] != "" {
 		x.requestID = id[0]
 	} else {
 		x.requestID = newRequestID()
-		h[hXRequestID] = []string{x.requestID}
+		set(4, hXRequestID, x.requestID)
 	}
 	if p := x.rt.cfg.XForwardedPrefix; p != "" {
-		h[hXForwardedPrefix] = []string{p}
+		set(5, hXForwardedPrefix, p)
 	}
 	if _, ok := h["User-Agent"]; !ok {
 		h["User-Agent"] = valEmpty // the transport must not add its own
