@@ -285,7 +285,7 @@ func (b *builder) route(r *route.Route, t *route.Table) *routeState {
 		rs.conns = l
 	}
 	if cfg.RewriteTarget != "" && r.PathType != route.Regex {
-		rs.rewriteRE, _ = regexp.Compile("(?i)^" + r.Path)
+		rs.rewriteRE, _ = regexp.Compile("(?i)^(?:" + r.Path + ")")
 	}
 	if rs.affinity {
 		rs.cookiePath = cfg.SessionCookiePath
