@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -33,10 +34,25 @@ type h1Client struct {
 	connect time.Duration
 	tls     *tls.Config // nil: plain HTTP
 
+	// live is the set of endpoint addresses in use (the Proxy's; nil or
+	// an empty pointer: all are).
+	live *atomic.Pointer[map[string]struct{}]
+
 	mu        sync.Mutex
 	idle      map[string][]*h1Conn
-	live      map[string]*endpoint // nil until the first Swap: all
 	lastSweep time.Time
+}
+
+func (cl *h1Client) isLive(addr string) bool {
+	if cl.live == nil {
+		return true
+	}
+	m := cl.live.Load()
+	if m == nil {
+		return true
+	}
+	_, ok := (*m)[addr]
+	return ok
 }
 
 const probeAfter = 250 * time.Millisecond
@@ -124,12 +140,11 @@ func (cl *h1Client) get(addr string) *h1Conn {
 func (cl *h1Client) put(c *h1Conn) {
 	c.idleAt = time.Now()
 	c.reused = true
-	cl.mu.Lock()
-	if cl.live != nil && cl.live[c.addr] == nil {
-		cl.mu.Unlock()
+	if !cl.isLive(c.addr) {
 		c.close() // the endpoint is gone
 		return
 	}
+	cl.mu.Lock()
 	if c.idleAt.Sub(cl.lastSweep) > 10*time.Second {
 		cl.lastSweep = c.idleAt
 		cl.sweep(c.idleAt)
@@ -166,14 +181,13 @@ func (cl *h1Client) sweep(now time.Time) {
 	}
 }
 
-// forget closes the idle connections of addresses not in keep, and those
-// still in use when they come back.
-func (cl *h1Client) forget(keep map[string]*endpoint) {
+// forget closes the idle connections of addresses no longer live (those
+// in use close when they come back).
+func (cl *h1Client) forget() {
 	cl.mu.Lock()
-	cl.live = keep
 	var drop []*h1Conn
 	for addr, s := range cl.idle {
-		if _, ok := keep[addr]; !ok {
+		if !cl.isLive(addr) {
 			drop = append(drop, s...)
 			delete(cl.idle, addr)
 		}

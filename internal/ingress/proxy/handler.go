@@ -251,14 +251,6 @@ func (x *exchange) proxy(bs *backendState) {
 		}
 	}
 	first := bs.pick(cands, rt.ewma, cookie)
-	if rt.affinity && cands[first].cookie != cookie {
-		c := &http.Cookie{Name: cfg.SessionCookieName, Value: cands[first].cookie, Path: rt.cookiePath, HttpOnly: true}
-		if cfg.SessionCookieMaxAge > 0 {
-			c.MaxAge = cfg.SessionCookieMaxAge
-			c.Expires = x.start.Add(time.Duration(cfg.SessionCookieMaxAge) * time.Second)
-		}
-		x.setCookie = c.String()
-	}
 
 	upgrade := x.prepareHeaders()
 	host := r.Host
@@ -332,6 +324,15 @@ func (x *exchange) proxy(bs *backendState) {
 		return
 	}
 	defer ep.inflight.Add(-1)
+	if rt.affinity && ep.cookie != cookie {
+		// Name the endpoint that answered (after a retry, not the first).
+		c := &http.Cookie{Name: cfg.SessionCookieName, Value: ep.cookie, Path: rt.cookiePath, HttpOnly: true}
+		if cfg.SessionCookieMaxAge > 0 {
+			c.MaxAge = cfg.SessionCookieMaxAge
+			c.Expires = x.start.Add(time.Duration(cfg.SessionCookieMaxAge) * time.Second)
+		}
+		x.setCookie = c.String()
+	}
 	x.upstreamStatus = res.StatusCode
 	if res.StatusCode == http.StatusSwitchingProtocols {
 		x.upgrade(res, upgrade)

@@ -74,6 +74,9 @@ type Proxy struct {
 	conns      map[limiterKey]*connLimiter
 	labels     map[labelBase]*labelBase
 	transports map[transportKey]upstreamClient
+	// live is the set of endpoint addresses of the current table, for the
+	// upstream pools (read without p.mu).
+	live atomic.Pointer[map[string]struct{}]
 	// defTransport serves the default backends (plain HTTP).
 	defTransport upstreamClient
 
@@ -195,9 +198,20 @@ func (p *Proxy) Swap(t *route.Table) {
 	p.endpoints, p.rr, p.rps, p.conns = b.endpoints, b.rr, b.rps, b.conns
 	p.labels = b.labels
 	p.metrics.forget(b.labels)
+	p.publishLive()
 	for _, t := range p.transports {
-		t.forget(b.endpoints)
+		t.forget()
 	}
+}
+
+// publishLive copies the endpoint addresses for the upstream pools; p.mu
+// is held.
+func (p *Proxy) publishLive() {
+	live := make(map[string]struct{}, len(p.endpoints))
+	for a := range p.endpoints {
+		live[a] = struct{}{}
+	}
+	p.live.Store(&live)
 }
 
 // routeState is the state of a route of snap's table.
@@ -212,9 +226,16 @@ func (p *Proxy) routeState(snap *snapshot, r *route.Route) *routeState {
 	// adding to it (the next Swap keeps what its table still uses).
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if s, ok := snap.more.Load(r); ok {
+		return s.(*routeState)
+	}
 	b := &builder{p: p, endpoints: p.endpoints, rr: p.rr, rps: p.rps, conns: p.conns,
 		labels: p.labels, backends: map[*route.Backend]*backendState{}}
+	n := len(p.endpoints)
 	s, _ := snap.more.LoadOrStore(r, b.route(r, snap.table))
+	if len(p.endpoints) != n {
+		p.publishLive()
+	}
 	return s.(*routeState)
 }
 
