@@ -62,9 +62,9 @@ func (c *h2Client) roundTrip(x *exchange, out *http.Request, addr string) (*http
 	return c.t.RoundTrip(out)
 }
 
-func (c *h2Client) forget() {}
-func (c *h2Client) usesContext() bool           { return true }
-func (c *h1Client) usesContext() bool           { return false }
+func (c *h2Client) forget()           {}
+func (c *h2Client) usesContext() bool { return true }
+func (c *h1Client) usesContext() bool { return false }
 
 // tlsUpstream is the TLS configuration towards upstreams: ingress-nginx
 // does not verify upstream certificates by default (proxy-ssl-verify off),
