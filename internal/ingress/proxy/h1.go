@@ -244,7 +244,7 @@ func (cl *h1Client) roundTrip(x *exchange, out *http.Request, addr string) (*htt
 		c.close()
 		// A kept-alive connection the upstream closed under us: nothing
 		// came back; send again on a fresh one if the body is intact.
-		if c.reused && c.nread == 0 && !x.body.used.Load() && try < 2 {
+		if c.reused && c.nread == 0 && !x.body.used.Load() && try < 2 && x.r.Context().Err() == nil {
 			continue
 		}
 		return nil, err
