@@ -21,6 +21,18 @@
 // cannot be established (nothing was sent, so any method), and finally
 // custom-http-errors. Every request ends with one access log line and the
 // ingress-nginx request metrics.
+//
+// Upstreams: HTTP and HTTPS backends go through h1Client, an HTTP/1.1
+// client that runs the exchange on the handler's goroutine with
+// connection deadlines and per-endpoint keep-alive pools (net/http's
+// Transport spends much of a proxy's CPU on its per-connection goroutines
+// and per-request contexts); GRPC and GRPCS backends go through net/http's
+// Transport (h2c with prior knowledge, or h2 over TLS). Timeouts follow
+// nginx: proxy-connect-timeout bounds the connect (then the next endpoint
+// is tried; 504 when none is left), proxy-read-timeout a pause between two
+// reads from the upstream, proxy-send-timeout a pause between two writes
+// to it (504 before the answer started; after, the client connection is
+// cut so a short body is never taken for a whole one).
 package proxy
 
 import (
