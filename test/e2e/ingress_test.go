@@ -237,6 +237,25 @@ func TestClusterIngress(t *testing.T) {
 			t.Errorf("%d of %d requests failed across %d Ingress changes and scaling", failed, total, changes)
 		}
 	})
+	t.Run("a rolling update of the backend under load", func(t *testing.T) {
+		// Every pod is replaced: terminating endpoints are drained (no new
+		// requests, kept-alive connections to them retried on a fresh
+		// one), new ones join as they turn ready.
+		l := c.startOutsideLoad(ips, "plain.test", "/app/load")
+		l.waitRequests(t, 10)
+		c.must("rollout", "restart", "deployment/web")
+		c.must("rollout", "status", "deployment/web", "--timeout", "90s")
+		eventually(t, "2 ready endpoints after the rollout", 30*time.Second, func() (bool, string) {
+			eps := c.readyEndpoints("web")
+			return len(eps) == 2, fmt.Sprint(eps)
+		})
+		l.waitRequests(t, 10)
+		total, failed := l.finish(t)
+		t.Logf("%d requests across a rolling update, %d failed", total, failed)
+		if failed != 0 {
+			t.Errorf("%d of %d requests failed across a rolling update of the backend", failed, total)
+		}
+	})
 	t.Run("agent kill -9 under load", func(t *testing.T) {
 		l := c.startOutsideLoad(ips, "plain.test", "/app/load")
 		l.waitRequests(t, 10)
