@@ -163,11 +163,15 @@ func run(ctx context.Context, c config) error {
 		os.RemoveAll(dir)
 	}()
 	fmt.Println(benchutil.Machine())
-	fmt.Printf("nginx: %s; wrk: %s; peers pinned: %v\n", nginxVersion(), wrkVersion(), c.pin)
-
 	cpuPeer, cpuLoad := -1, -1
 	if c.pin && runtime.NumCPU() > 1 {
 		cpuPeer, cpuLoad = runtime.NumCPU()-1, 0
+	}
+	fmt.Printf("nginx %s, wrk %s; ", nginxVersion(), wrkVersion())
+	if cpuPeer >= 0 {
+		fmt.Printf("peer pinned to CPU %d (nginx worker_processes 1, Go GOMAXPROCS 1), wrk and the backend to CPU %d\n", cpuPeer, cpuLoad)
+	} else {
+		fmt.Println("nothing pinned (nginx worker_processes auto)")
 	}
 	certFile, keyFile, err := writeCert(dir)
 	if err != nil {
@@ -289,7 +293,11 @@ func measure(ctx context.Context, c config, ps *procs, dir string, bc benchCase,
 		if c.accessLog {
 			al = filepath.Join(pdir, "access.log")
 		}
-		conf := nginxConf(t, pdir, httpAddr, httpsAddr, certFile, keyFile, al)
+		workers := "auto"
+		if cpuPeer >= 0 {
+			workers = "1"
+		}
+		conf := nginxConf(t, pdir, workers, httpAddr, httpsAddr, certFile, keyFile, al)
 		if err := os.WriteFile(filepath.Join(pdir, "nginx.conf"), []byte(conf), 0o644); err != nil {
 			return err
 		}

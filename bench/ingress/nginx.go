@@ -17,10 +17,12 @@ import (
 // and HTTPS ports, one location per path, the request headers podnet
 // adds (X-Forwarded-*, X-Real-IP, X-Request-ID), HTTP/1.1 upstream; a
 // default server answering 404. accessLog "" turns the access log off,
-// as for the podnet peer.
-func nginxConf(t *route.Table, dir, httpAddr, httpsAddr, certFile, keyFile, accessLog string) string {
+// as for the podnet peer. workers is worker_processes: "auto", or the
+// number of CPUs the peer is pinned to (nginx 1.22's auto counts the
+// online CPUs, not the affinity mask, while Go's GOMAXPROCS follows it).
+func nginxConf(t *route.Table, dir, workers, httpAddr, httpsAddr, certFile, keyFile, accessLog string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, `worker_processes auto;
+	fmt.Fprintf(&b, `worker_processes %[4]s;
 pid %[1]s/nginx.pid;
 error_log %[1]s/error.log warn;
 events {
@@ -46,7 +48,7 @@ http {
     ssl_protocols TLSv1.2 TLSv1.3;
     ssl_certificate %[2]s;
     ssl_certificate_key %[3]s;
-`, dir, certFile, keyFile)
+`, dir, certFile, keyFile, workers)
 	if accessLog == "" {
 		b.WriteString("    access_log off;\n")
 	} else {
