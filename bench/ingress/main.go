@@ -381,7 +381,11 @@ func wrk(ctx context.Context, c config, cpu, secs int, url, host string) (result
 	if err != nil {
 		return result{}, fmt.Errorf("wrk: %w: %s", err, out)
 	}
-	s := string(out)
+	return parseWrk(string(out))
+}
+
+// parseWrk reads req/s, p99 and errors from wrk --latency's output.
+func parseWrk(s string) (result, error) {
 	m := reqsRe.FindStringSubmatch(s)
 	l := p99Re.FindStringSubmatch(s)
 	if m == nil || l == nil {

@@ -3,8 +3,8 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -247,19 +247,11 @@ func get(c *http.Client, url, host string) (string, int, error) {
 		return "", 0, err
 	}
 	defer res.Body.Close()
-	var b strings.Builder
-	buf := make([]byte, 512)
-	for {
-		n, err := res.Body.Read(buf)
-		b.Write(buf[:n])
-		if err != nil {
-			if errors.Is(err, os.ErrClosed) {
-				return "", 0, err
-			}
-			break
-		}
+	b, err := io.ReadAll(io.LimitReader(res.Body, 1<<20))
+	if err != nil {
+		return "", 0, err
 	}
-	return b.String(), res.StatusCode, nil
+	return string(b), res.StatusCode, nil
 }
 
 // freeAddr is a free 127.0.0.1 TCP address.
