@@ -50,6 +50,8 @@ type exchange struct {
 	err            string
 
 	url    url.URL
+	uri    string // the upstream request target
+	out    http.Request
 	body   reqBody
 	timer  *time.Timer
 	cancel context.CancelCauseFunc
@@ -263,23 +265,36 @@ func (x *exchange) proxy(bs *backendState) {
 		host = cfg.UpstreamVhost
 	}
 	x.url = url.URL{Scheme: rt.scheme, Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery}
+	x.uri = r.RequestURI
 	if cfg.RewriteTarget != "" && rt.route != nil {
 		x.rewrite(cfg.RewriteTarget)
+		x.uri = x.url.RequestURI()
+	} else if x.uri == "" || x.uri[0] != '/' {
+		x.uri = x.url.RequestURI() // absolute-form target, or no raw target
 	}
 
-	ctx, cancel := context.WithCancelCause(r.Context())
-	defer cancel(nil)
-	x.cancel = cancel
-	if cfg.ProxyReadTimeout > 0 {
-		x.timer = time.AfterFunc(cfg.ProxyReadTimeout, func() { cancel(errUpstreamTimeout) })
-		defer x.timer.Stop()
+	var (
+		out *http.Request
+		ctx context.Context
+	)
+	if rt.transport.usesContext() {
+		var cancel context.CancelCauseFunc
+		ctx, cancel = context.WithCancelCause(r.Context())
+		defer cancel(nil)
+		if cfg.ProxyReadTimeout > 0 {
+			x.timer = time.AfterFunc(cfg.ProxyReadTimeout, func() { cancel(errUpstreamTimeout) })
+			defer x.timer.Stop()
+		}
+		out = r.WithContext(ctx)
+		out.URL = &x.url
+		out.RequestURI = ""
+		out.Close = false
+		out.TransferEncoding = nil
+	} else {
+		x.out = http.Request{Method: r.Method, URL: &x.url, Header: r.Header, Trailer: r.Trailer, ContentLength: r.ContentLength}
+		out = &x.out
 	}
-	out := r.WithContext(ctx)
-	out.URL = &x.url
 	out.Host = host
-	out.RequestURI = ""
-	out.Close = false
-	out.TransferEncoding = nil
 	out.Body = nil
 	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
 		x.body = reqBody{rc: r.Body, x: x, limit: cfg.ProxyBodySize}
@@ -295,19 +310,18 @@ func (x *exchange) proxy(bs *backendState) {
 	x.upstreamStart = time.Now()
 	for k := 0; k < n; k++ {
 		ep = cands[(first+k)%n]
-		x.url.Host = ep.addr
 		if x.upstreamAddr == "" {
 			x.upstreamAddr = ep.addr
 		} else {
 			x.upstreamAddr += ", " + ep.addr
 		}
 		ep.inflight.Add(1)
-		res, err = rt.transport.RoundTrip(out)
+		res, err = rt.transport.roundTrip(x, out, ep.addr)
 		if err == nil {
 			break
 		}
 		ep.inflight.Add(-1)
-		if !isDialError(err) || x.body.used.Load() || ctx.Err() != nil {
+		if !isDialError(err) || x.body.used.Load() || r.Context().Err() != nil {
 			break
 		}
 	}
@@ -343,7 +357,7 @@ func (x *exchange) roundTripFailed(ctx context.Context, err error) {
 	switch {
 	case x.body.tooLarge.Load():
 		x.builtin(http.StatusRequestEntityTooLarge, "")
-	case context.Cause(ctx) == errUpstreamTimeout:
+	case ctx != nil && context.Cause(ctx) == errUpstreamTimeout, errors.Is(err, errSendTimeout):
 		x.err = errUpstreamTimeout.Error()
 		x.builtin(http.StatusGatewayTimeout, "")
 	case x.r.Context().Err() != nil:
@@ -705,14 +719,17 @@ func (x *exchange) customError(ctx context.Context, res *http.Response, served *
 		h["X-Ingress-Name"] = []string{x.rt.route.Ingress.Name}
 	}
 	u := url.URL{Scheme: "http", Path: "/"}
-	out := (&http.Request{Method: method, URL: &u, Header: h, Host: r.Host}).WithContext(ctx)
+	out := &http.Request{Method: method, URL: &u, Header: h, Host: r.Host}
 	first := eb.pick(cands, false, "")
+	saved := x.uri
+	x.uri = "/"
+	defer func() { x.uri = saved }()
 	for k := 0; k < len(cands); k++ {
-		u.Host = cands[(first+k)%len(cands)].addr
-		eres, err := x.p.defTransport.RoundTrip(out)
+		addr := cands[(first+k)%len(cands)].addr
+		eres, err := x.p.defTransport.roundTrip(x, out, addr)
 		if err == nil {
 			res.Body.Close()
-			x.upstreamAddr += " : " + u.Host
+			x.upstreamAddr += " : " + addr
 			x.service = eb.b.Service
 			x.copyResponse(eres)
 			x.upstreamDur = time.Since(x.upstreamStart)

@@ -73,9 +73,9 @@ type Proxy struct {
 	rps        map[limiterKey]*rateLimiter
 	conns      map[limiterKey]*connLimiter
 	labels     map[labelBase]*labelBase
-	transports map[transportKey]*http.Transport
+	transports map[transportKey]upstreamClient
 	// defTransport serves the default backends (plain HTTP).
-	defTransport *http.Transport
+	defTransport upstreamClient
 
 	upgraded   sync.Map // net.Conn -> struct{}: hijacked connections, closed when Serve ends
 	notFound   *labelBase
@@ -110,7 +110,7 @@ type routeState struct {
 	errCodes   []int
 	rps        *rateLimiter
 	conns      *connLimiter
-	transport  *http.Transport
+	transport  upstreamClient
 	scheme     string // upstream URL scheme
 	// rewriteRE gives rewrite-target its groups on a route that is not a
 	// Regex route: ingress-nginx treats every path as a regex there.
@@ -146,7 +146,7 @@ func New(o Options) *Proxy {
 		rps:         map[limiterKey]*rateLimiter{},
 		conns:       map[limiterKey]*connLimiter{},
 		labels:      map[labelBase]*labelBase{},
-		transports:  map[transportKey]*http.Transport{},
+		transports:  map[transportKey]upstreamClient{},
 		notFound:    &labelBase{},
 		accessLogs:  log.Enabled(context.Background(), slog.LevelInfo),
 	}
@@ -191,6 +191,9 @@ func (p *Proxy) Swap(t *route.Table) {
 	p.endpoints, p.rr, p.rps, p.conns = b.endpoints, b.rr, b.rps, b.conns
 	p.labels = b.labels
 	p.metrics.forget(b.labels)
+	for _, t := range p.transports {
+		t.forget(b.endpoints)
+	}
 }
 
 // routeState is the state of a route of snap's table.

@@ -42,14 +42,56 @@ func isDialError(err error) bool {
 	return errors.As(err, &oe) && oe.Op == "dial"
 }
 
-// transport returns the shared transport for k; p.mu is held.
-func (p *Proxy) transport(k transportKey) *http.Transport {
+// upstreamClient sends a request to one endpoint address and reads the
+// answer's head.
+type upstreamClient interface {
+	roundTrip(x *exchange, out *http.Request, addr string) (*http.Response, error)
+	// forget drops idle connections to addresses not in keep.
+	forget(keep map[string]*endpoint)
+	// usesContext: timeouts and client cancellation go through the
+	// request's context (net/http's Transport), not connection deadlines.
+	usesContext() bool
+}
+
+// h2Client is net/http's Transport, for the HTTP/2 upstreams (gRPC):
+// h2c with prior knowledge, or h2 over TLS.
+type h2Client struct{ t *http.Transport }
+
+func (c *h2Client) roundTrip(x *exchange, out *http.Request, addr string) (*http.Response, error) {
+	out.URL.Host = addr
+	return c.t.RoundTrip(out)
+}
+
+func (c *h2Client) forget(map[string]*endpoint) {}
+func (c *h2Client) usesContext() bool           { return true }
+func (c *h1Client) usesContext() bool           { return false }
+
+// tlsUpstream is the TLS configuration towards upstreams: ingress-nginx
+// does not verify upstream certificates by default (proxy-ssl-verify off),
+// nor send SNI.
+func tlsUpstream() *tls.Config {
+	return &tls.Config{InsecureSkipVerify: true}
+}
+
+// transport returns the shared client for k; p.mu is held.
+func (p *Proxy) transport(k transportKey) upstreamClient {
 	if t := p.transports[k]; t != nil {
 		return t
 	}
 	connect := k.connect
 	if connect <= 0 {
 		connect = 5 * time.Second
+	}
+	switch k.proto {
+	case "GRPC", "GRPCS":
+	case "HTTPS":
+		c := newH1Client(connect, tlsUpstream())
+		p.transports[k] = c
+		return c
+	default:
+		c := newH1Client(connect, nil)
+		p.transports[k] = c
+		return c
 	}
 	d := &net.Dialer{Timeout: connect, KeepAlive: 30 * time.Second}
 	t := &http.Transport{
@@ -67,20 +109,16 @@ func (p *Proxy) transport(k transportKey) *http.Transport {
 		ExpectContinueTimeout: time.Second,
 		ReadBufferSize:        16 << 10,
 		WriteBufferSize:       16 << 10,
-		// ingress-nginx does not verify upstream certificates by default
-		// (proxy-ssl-verify off), nor send SNI.
-		TLSClientConfig: &tls.Config{InsecureSkipVerify: true},
+		TLSClientConfig:       tlsUpstream(),
 	}
 	var protos http.Protocols
-	switch k.proto {
-	case "GRPC":
+	if k.proto == "GRPC" {
 		protos.SetUnencryptedHTTP2(true) // h2c with prior knowledge
-	case "GRPCS":
+	} else {
 		protos.SetHTTP2(true)
-	default:
-		protos.SetHTTP1(true) // as nginx: HTTP/1.1 to upstreams
 	}
 	t.Protocols = &protos
-	p.transports[k] = t
-	return t
+	c := &h2Client{t}
+	p.transports[k] = c
+	return c
 }

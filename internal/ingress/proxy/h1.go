@@ -1,0 +1,428 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// h1Client is the upstream client for HTTP and HTTPS backends: HTTP/1.1
+// with keep-alive, as nginx speaks to upstreams. It does the whole
+// exchange on the handler's goroutine (no reader and writer goroutines
+// per connection as net/http's Transport has, no channel hand-offs, no
+// context per request) and times out with connection deadlines, which is
+// where most of a Go proxy's per-request cost goes otherwise.
+//
+// Connections are kept per endpoint address, last in first out, at most
+// maxIdlePerHost, for idleTimeout. A connection idle for more than
+// probeAfter is probed (a non-blocking peek) before reuse, so one the
+// upstream closed meanwhile is not used; when a reused connection still
+// fails before any byte of the answer came back, the request is sent again
+// on a new one if its body was not read yet.
+type h1Client struct {
+	connect time.Duration
+	tls     *tls.Config // nil: plain HTTP
+
+	mu   sync.Mutex
+	idle map[string][]*h1Conn
+}
+
+const probeAfter = 250 * time.Millisecond
+
+func newH1Client(connect time.Duration, tlsConfig *tls.Config) *h1Client {
+	return &h1Client{connect: connect, tls: tlsConfig, idle: map[string][]*h1Conn{}}
+}
+
+type h1Conn struct {
+	cl     *h1Client
+	addr   string
+	c      net.Conn // the TLS conn for HTTPS
+	raw    syscall.RawConn
+	br     *bufio.Reader
+	bw     *bufio.Writer
+	idleAt time.Time
+	reused bool
+	nread  int64 // bytes read from c since the request was sent
+
+	readTimeout time.Duration
+	deadline    time.Time // current read deadline, refreshed coarsely
+}
+
+// Read feeds br: it counts bytes and keeps the read deadline
+// readTimeout ahead of now (renewed when a quarter of it has passed: the
+// timeout is between two reads, as nginx's proxy_read_timeout).
+func (c *h1Conn) Read(p []byte) (int, error) {
+	if c.readTimeout > 0 {
+		if now := time.Now(); c.deadline.Sub(now) < c.readTimeout*3/4 {
+			c.deadline = now.Add(c.readTimeout)
+			c.c.SetReadDeadline(c.deadline)
+		}
+	}
+	n, err := c.c.Read(p)
+	c.nread += int64(n)
+	return n, err
+}
+
+func (c *h1Conn) close() { c.c.Close() }
+
+// alive peeks at an idle connection without blocking: false when the
+// upstream closed it or sent something unasked.
+func (c *h1Conn) alive() bool {
+	if c.raw == nil {
+		return true
+	}
+	ok := true
+	err := c.raw.Read(func(fd uintptr) bool {
+		var b [1]byte
+		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		if n > 0 || (err == nil && n == 0) || (err != nil && err != syscall.EAGAIN) {
+			ok = false
+		}
+		return true
+	})
+	return ok && err == nil
+}
+
+func (cl *h1Client) get(addr string) *h1Conn {
+	now := time.Now()
+	cl.mu.Lock()
+	for {
+		s := cl.idle[addr]
+		if len(s) == 0 {
+			cl.mu.Unlock()
+			return nil
+		}
+		c := s[len(s)-1]
+		s[len(s)-1] = nil
+		cl.idle[addr] = s[:len(s)-1]
+		idle := now.Sub(c.idleAt)
+		if idle < probeAfter {
+			cl.mu.Unlock()
+			return c
+		}
+		cl.mu.Unlock()
+		if idle < idleTimeout && c.alive() {
+			return c
+		}
+		c.close()
+		cl.mu.Lock()
+	}
+}
+
+func (cl *h1Client) put(c *h1Conn) {
+	c.idleAt = time.Now()
+	c.reused = true
+	cl.mu.Lock()
+	s := cl.idle[c.addr]
+	// The oldest connection goes when it is past its time or the pool full.
+	var drop *h1Conn
+	if len(s) > 0 && (len(s) >= maxIdlePerHost || c.idleAt.Sub(s[0].idleAt) > idleTimeout) {
+		drop = s[0]
+		copy(s, s[1:])
+		s = s[:len(s)-1]
+	}
+	cl.idle[c.addr] = append(s, c)
+	cl.mu.Unlock()
+	if drop != nil {
+		drop.close()
+	}
+}
+
+// forget closes the idle connections of addresses not in keep.
+func (cl *h1Client) forget(keep map[string]*endpoint) {
+	cl.mu.Lock()
+	var drop []*h1Conn
+	for addr, s := range cl.idle {
+		if _, ok := keep[addr]; !ok {
+			drop = append(drop, s...)
+			delete(cl.idle, addr)
+		}
+	}
+	cl.mu.Unlock()
+	for _, c := range drop {
+		c.close()
+	}
+}
+
+func (cl *h1Client) dial(addr string) (*h1Conn, error) {
+	d := net.Dialer{Timeout: cl.connect, KeepAlive: 30 * time.Second}
+	nc, err := d.Dial("tcp", addr)
+	if err != nil {
+		return nil, &dialError{err}
+	}
+	c := &h1Conn{cl: cl, addr: addr, c: nc}
+	if tc, ok := nc.(*net.TCPConn); ok {
+		c.raw, _ = tc.SyscallConn()
+	}
+	if cl.tls != nil {
+		tc := tls.Client(nc, cl.tls)
+		ctx, cancel := context.WithTimeout(context.Background(), cl.connect)
+		err := tc.HandshakeContext(ctx)
+		cancel()
+		if err != nil {
+			nc.Close()
+			return nil, &dialError{fmt.Errorf("TLS handshake: %w", err)}
+		}
+		c.c = tc
+	}
+	c.br = bufio.NewReaderSize(c, 16<<10)
+	c.bw = bufio.NewWriterSize(c.c, 16<<10)
+	return c, nil
+}
+
+// roundTrip sends out to addr and reads the answer's head. The body of
+// the returned response gives the connection back to the pool at its
+// end; Close before the end closes the connection.
+func (cl *h1Client) roundTrip(x *exchange, out *http.Request, addr string) (*http.Response, error) {
+	for try := 0; ; try++ {
+		c := cl.get(addr)
+		if c == nil {
+			var err error
+			if c, err = cl.dial(addr); err != nil {
+				return nil, err
+			}
+		}
+		res, err := c.exchange(x, out)
+		if err == nil {
+			return res, nil
+		}
+		c.close()
+		// A kept-alive connection the upstream closed under us: nothing
+		// came back; send again on a fresh one if the body is intact.
+		if c.reused && c.nread == 0 && !x.body.used.Load() && try < 2 {
+			continue
+		}
+		return nil, err
+	}
+}
+
+var errSendTimeout = errors.New("upstream send timed out")
+
+func (c *h1Conn) exchange(x *exchange, out *http.Request) (*http.Response, error) {
+	cfg := x.rt.cfg
+	c.nread = 0
+	c.readTimeout = cfg.ProxyReadTimeout
+	if d := cfg.ProxySendTimeout; d > 0 {
+		c.c.SetWriteDeadline(time.Now().Add(d))
+	} else {
+		c.c.SetWriteDeadline(time.Time{})
+	}
+	if err := writeHead(c.bw, out, x.uri); err != nil {
+		return nil, err
+	}
+	if out.Body != nil {
+		if err := c.writeBody(out, cfg.ProxySendTimeout); err != nil {
+			return nil, err
+		}
+	}
+	if err := c.bw.Flush(); err != nil {
+		return nil, err
+	}
+	if c.readTimeout > 0 {
+		c.deadline = time.Now().Add(c.readTimeout)
+		c.c.SetReadDeadline(c.deadline)
+	} else {
+		c.deadline = time.Time{}
+		c.c.SetReadDeadline(time.Time{})
+	}
+	for {
+		res, err := http.ReadResponse(c.br, out)
+		if err != nil {
+			return nil, err
+		}
+		if res.StatusCode == http.StatusSwitchingProtocols {
+			c.readTimeout = 0
+			c.c.SetDeadline(time.Time{})
+			res.Body = &h1Upgraded{c}
+			return res, nil
+		}
+		if res.StatusCode >= 100 && res.StatusCode < 200 {
+			continue // 100 Continue, 103 Early Hints: not passed on
+		}
+		if res.Body == http.NoBody {
+			c.release(res)
+			return res, nil
+		}
+		res.Body = &h1Body{c: c, rc: res.Body, keep: !res.Close}
+		return res, nil
+	}
+}
+
+// release gives the connection back once the answer was read whole.
+func (c *h1Conn) release(res *http.Response) {
+	if res.Close || c.br.Buffered() > 0 {
+		c.close()
+		return
+	}
+	c.cl.put(c)
+}
+
+// writeHead writes the request line and header. The header is the
+// client's, made ready by prepareHeaders; framing fields are written here
+// from the body's length.
+func writeHead(bw *bufio.Writer, out *http.Request, uri string) error {
+	bw.WriteString(out.Method)
+	bw.WriteByte(' ')
+	bw.WriteString(uri)
+	bw.WriteString(" HTTP/1.1\r\nHost: ")
+	bw.WriteString(out.Host)
+	bw.WriteString("\r\n")
+	for k, vv := range out.Header {
+		switch k {
+		case "Host", "Content-Length", "Transfer-Encoding", "Expect", "Trailer":
+			continue
+		}
+		for _, v := range vv {
+			if v == "" && k == "User-Agent" {
+				continue
+			}
+			bw.WriteString(k)
+			bw.WriteString(": ")
+			if strings.ContainsAny(v, "\r\n") {
+				v = strings.NewReplacer("\r", " ", "\n", " ").Replace(v)
+			}
+			bw.WriteString(v)
+			bw.WriteString("\r\n")
+		}
+	}
+	switch {
+	case out.Body == nil:
+		switch out.Method {
+		case http.MethodPost, http.MethodPut, http.MethodPatch:
+			bw.WriteString("Content-Length: 0\r\n")
+		}
+	case out.ContentLength > 0:
+		bw.WriteString("Content-Length: ")
+		var b [20]byte
+		bw.Write(strconv.AppendInt(b[:0], out.ContentLength, 10))
+		bw.WriteString("\r\n")
+	default:
+		bw.WriteString("Transfer-Encoding: chunked\r\n")
+		if len(out.Trailer) > 0 {
+			keys := make([]string, 0, len(out.Trailer))
+			for k := range out.Trailer {
+				keys = append(keys, k)
+			}
+			bw.WriteString("Trailer: " + strings.Join(keys, ", ") + "\r\n")
+		}
+	}
+	_, err := bw.WriteString("\r\n")
+	return err
+}
+
+// writeBody sends the request body: Content-Length bytes, or chunked. A
+// pause longer than proxy-send-timeout between two writes is a timeout,
+// as nginx's proxy_send_timeout.
+func (c *h1Conn) writeBody(out *http.Request, sendTimeout time.Duration) error {
+	bufp := bodyBufs.Get().(*[]byte)
+	defer bodyBufs.Put(bufp)
+	buf := *bufp
+	chunked := out.ContentLength <= 0
+	remaining := out.ContentLength
+	last := time.Now()
+	for {
+		lim := buf
+		if !chunked && remaining < int64(len(lim)) {
+			lim = lim[:remaining]
+		}
+		var n int
+		var rerr error
+		if len(lim) > 0 {
+			n, rerr = out.Body.Read(lim)
+		} else {
+			rerr = io.EOF
+		}
+		if n > 0 {
+			now := time.Now()
+			if sendTimeout > 0 {
+				if now.Sub(last) > sendTimeout {
+					return errSendTimeout
+				}
+				c.c.SetWriteDeadline(now.Add(sendTimeout))
+			}
+			last = now
+			if chunked {
+				c.bw.WriteString(strconv.FormatInt(int64(n), 16))
+				c.bw.WriteString("\r\n")
+			}
+			if _, err := c.bw.Write(buf[:n]); err != nil {
+				return err
+			}
+			if chunked {
+				c.bw.WriteString("\r\n")
+			}
+			remaining -= int64(n)
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			return rerr
+		}
+	}
+	if !chunked && remaining > 0 {
+		return io.ErrUnexpectedEOF
+	}
+	if chunked {
+		c.bw.WriteString("0\r\n")
+		for k, vv := range out.Trailer {
+			for _, v := range vv {
+				c.bw.WriteString(k + ": " + v + "\r\n")
+			}
+		}
+		c.bw.WriteString("\r\n")
+	}
+	return nil
+}
+
+var bodyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// h1Body is an upstream answer's body; at its end the connection goes
+// back to the pool.
+type h1Body struct {
+	c    *h1Conn
+	rc   io.ReadCloser
+	keep bool
+	done bool
+}
+
+func (b *h1Body) Read(p []byte) (int, error) {
+	if b.done {
+		return 0, io.EOF
+	}
+	n, err := b.rc.Read(p)
+	if err == io.EOF {
+		b.done = true
+		if b.keep && b.c.br.Buffered() == 0 {
+			b.c.cl.put(b.c)
+		} else {
+			b.c.close()
+		}
+	}
+	return n, err
+}
+
+func (b *h1Body) Close() error {
+	if !b.done {
+		b.done = true
+		b.c.close()
+	}
+	return nil
+}
+
+// h1Upgraded is the connection after 101 Switching Protocols.
+type h1Upgraded struct{ c *h1Conn }
+
+func (u *h1Upgraded) Read(p []byte) (int, error)  { return u.c.br.Read(p) }
+func (u *h1Upgraded) Write(p []byte) (int, error) { return u.c.c.Write(p) }
+func (u *h1Upgraded) Close() error                { return u.c.c.Close() }
