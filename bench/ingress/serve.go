@@ -200,8 +200,8 @@ func sweep(tmp string) {
 		b, _ := os.ReadFile(filepath.Join(d, "pgids"))
 		for _, l := range strings.Fields(string(b)) {
 			if pg, err := strconv.Atoi(l); err == nil && pg > 1 {
-				if syscall.Kill(-pg, syscall.SIGKILL) == nil {
-					fmt.Fprintf(os.Stderr, "ingress: killed process group %d left by an earlier run (%s)\n", pg, d)
+				for _, k := range killGroup(pg) {
+					fmt.Fprintf(os.Stderr, "ingress: killed %s left by an earlier run (%s)\n", k, d)
 				}
 			}
 		}
@@ -209,6 +209,38 @@ func sweep(tmp string) {
 			fmt.Fprintf(os.Stderr, "ingress: removed %s left by an earlier run\n", d)
 		}
 	}
+}
+
+// killGroup SIGKILLs the processes of group pg that a run starts (nginx,
+// wrk, this driver's peer roles), so that a PID reused since is left
+// alone, and describes each.
+func killGroup(pg int) (killed []string) {
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		st, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		i := strings.LastIndexByte(string(st), ')')
+		f := strings.Fields(string(st)[i+1:])
+		if i < 0 || len(f) < 3 || f[2] != strconv.Itoa(pg) {
+			continue
+		}
+		cmd, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		args := strings.Split(strings.TrimRight(string(cmd), "\x00"), "\x00")
+		ours := strings.HasPrefix(args[0], "nginx") || filepath.Base(args[0]) == "wrk"
+		for _, a := range args {
+			ours = ours || a == "-serve"
+		}
+		if ours && syscall.Kill(pid, syscall.SIGKILL) == nil {
+			killed = append(killed, fmt.Sprintf("process %d (%s)", pid, strings.Join(args, " ")))
+		}
+	}
+	return killed
 }
 
 // waitServing polls url with host until it answers 200 with body want.
