@@ -32,6 +32,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -79,7 +80,7 @@ func main() {
 	flag.IntVar(&c.warmup, "warmup", 2, "wrk warm-up seconds before each measurement")
 	flag.IntVar(&c.threads, "threads", 2, "wrk threads (-t)")
 	flag.IntVar(&c.conns, "conns", 64, "wrk connections (-c)")
-	flag.IntVar(&c.rounds, "rounds", 1, "rounds (the peers' order rotates; the table is the median)")
+	flag.IntVar(&c.rounds, "rounds", 3, "rounds (the peers' order rotates; the table is the median)")
 	flag.IntVar(&c.hosts, "hosts", 1000, "Ingresses (hosts) of the many-hosts case and the memory figure")
 	cases := flag.String("cases", "one,hosts,https,swap", "cases: one, hosts, https, swap")
 	peers := flag.String("peers", "podnet,nginx,httputil", "peers (podnet first: the ratios are against it)")
@@ -408,7 +409,7 @@ func parseWrk(s string) (result, error) {
 }
 
 func report(c config, order []benchCase, results map[string]map[string]*result) {
-	fmt.Printf("%-6s %-9s %10s %10s %9s %9s %9s  %s\n", "case", "peer", "req/s", "p99_ms", "RSS_MiB", "PSS_MiB", "HWM_MiB", "errors")
+	fmt.Printf("%-6s %-9s %10s %15s %10s %9s %9s %9s  %s\n", "case", "peer", "req/s", "(min-max)", "p99_ms", "RSS_MiB", "PSS_MiB", "HWM_MiB", "errors")
 	for _, bc := range order {
 		for _, p := range c.peers {
 			r := results[bc.name][p]
@@ -421,7 +422,8 @@ func report(c config, order []benchCase, results map[string]map[string]*result) 
 			if errs == "" {
 				errs = "-"
 			}
-			fmt.Printf("%-6s %-9s %10.0f %10.3f %9.1f %9.1f %9.1f  %s\n", bc.name, p, r.rps, ms(r.p99), mib(r.rss), mib(r.pss), mib(r.hwm), errs)
+			spread := fmt.Sprintf("(%.0f-%.0f)", slices.Min(r.roundRPS), slices.Max(r.roundRPS))
+			fmt.Printf("%-6s %-9s %10.0f %15s %10.3f %9.1f %9.1f %9.1f  %s\n", bc.name, p, r.rps, spread, ms(r.p99), mib(r.rss), mib(r.pss), mib(r.hwm), errs)
 		}
 	}
 	fmt.Println()
