@@ -144,6 +144,22 @@ func TestAffinity(t *testing.T) {
 	if r.code != 200 || !strings.HasPrefix(r.header.Get("Set-Cookie"), "route=") {
 		t.Errorf("stale cookie: %d %q", r.code, r.header.Get("Set-Cookie"))
 	}
+	// After a retry past a dead endpoint the cookie names the one that
+	// answered.
+	w2 := &world{}
+	w2.service("s", deadAddr(t), a.addr)
+	w2.ingress("r", path("foo.com", "Prefix /app s"), ann("affinity", "cookie", "session-cookie-name", "route"))
+	e.load(w2)
+	for i := 0; i < 4; i++ {
+		r := e.do("GET", "foo.com", "/app")
+		ck := strings.SplitN(r.header.Get("Set-Cookie"), ";", 2)[0]
+		if r.code != 200 || ck == "" {
+			t.Fatalf("%d %q", r.code, ck)
+		}
+		if r := e.do("GET", "foo.com", "/app", "Cookie", ck); r.header.Get("Set-Cookie") != "" || r.seen(t).Name != "a" {
+			t.Errorf("cookie %s from a retried request does not name the live endpoint", ck)
+		}
+	}
 }
 
 func TestCanary(t *testing.T) {

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -33,8 +34,25 @@ type h1Client struct {
 	connect time.Duration
 	tls     *tls.Config // nil: plain HTTP
 
-	mu   sync.Mutex
-	idle map[string][]*h1Conn
+	// live is the set of endpoint addresses in use (the Proxy's; nil or
+	// an empty pointer: all are).
+	live *atomic.Pointer[map[string]struct{}]
+
+	mu        sync.Mutex
+	idle      map[string][]*h1Conn
+	lastSweep time.Time
+}
+
+func (cl *h1Client) isLive(addr string) bool {
+	if cl.live == nil {
+		return true
+	}
+	m := cl.live.Load()
+	if m == nil {
+		return true
+	}
+	_, ok := (*m)[addr]
+	return ok
 }
 
 const probeAfter = 250 * time.Millisecond
@@ -122,7 +140,15 @@ func (cl *h1Client) get(addr string) *h1Conn {
 func (cl *h1Client) put(c *h1Conn) {
 	c.idleAt = time.Now()
 	c.reused = true
+	if !cl.isLive(c.addr) {
+		c.close() // the endpoint is gone
+		return
+	}
 	cl.mu.Lock()
+	if c.idleAt.Sub(cl.lastSweep) > 10*time.Second {
+		cl.lastSweep = c.idleAt
+		cl.sweep(c.idleAt)
+	}
 	s := cl.idle[c.addr]
 	// The oldest connection goes when it is past its time or the pool full.
 	var drop *h1Conn
@@ -138,16 +164,35 @@ func (cl *h1Client) put(c *h1Conn) {
 	}
 }
 
-// forget closes the idle connections of addresses not in keep.
-func (cl *h1Client) forget(keep map[string]*endpoint) {
+// sweep closes the connections idle for longer than idleTimeout; cl.mu
+// is held.
+func (cl *h1Client) sweep(now time.Time) {
+	for addr, s := range cl.idle {
+		i := 0
+		for i < len(s) && now.Sub(s[i].idleAt) > idleTimeout {
+			go s[i].close()
+			i++
+		}
+		if i == len(s) {
+			delete(cl.idle, addr)
+		} else if i > 0 {
+			cl.idle[addr] = append(s[:0], s[i:]...)
+		}
+	}
+}
+
+// forget closes the idle connections of addresses no longer live (those
+// in use close when they come back).
+func (cl *h1Client) forget() {
 	cl.mu.Lock()
 	var drop []*h1Conn
 	for addr, s := range cl.idle {
-		if _, ok := keep[addr]; !ok {
+		if !cl.isLive(addr) {
 			drop = append(drop, s...)
 			delete(cl.idle, addr)
 		}
 	}
+	cl.sweep(time.Now())
 	cl.mu.Unlock()
 	for _, c := range drop {
 		c.close()
@@ -199,7 +244,7 @@ func (cl *h1Client) roundTrip(x *exchange, out *http.Request, addr string) (*htt
 		c.close()
 		// A kept-alive connection the upstream closed under us: nothing
 		// came back; send again on a fresh one if the body is intact.
-		if c.reused && c.nread == 0 && !x.body.used.Load() && try < 2 {
+		if c.reused && c.nread == 0 && !x.body.used.Load() && try < 2 && x.r.Context().Err() == nil {
 			continue
 		}
 		return nil, err
@@ -208,9 +253,20 @@ func (cl *h1Client) roundTrip(x *exchange, out *http.Request, addr string) (*htt
 
 var errSendTimeout = errors.New("upstream send timed out")
 
-func (c *h1Conn) exchange(x *exchange, out *http.Request) (*http.Response, error) {
+// aLongTimeAgo is a deadline in the past: it aborts blocked I/O.
+var aLongTimeAgo = time.Unix(1, 0)
+
+func (c *h1Conn) exchange(x *exchange, out *http.Request) (res *http.Response, err error) {
 	cfg := x.rt.cfg
 	c.nread = 0
+	// A client that goes away aborts the exchange (a long poll must not
+	// hold the upstream connection); the connection is then not reused.
+	stop := context.AfterFunc(x.r.Context(), func() { c.c.SetDeadline(aLongTimeAgo) })
+	defer func() {
+		if err != nil {
+			stop()
+		}
+	}()
 	c.readTimeout = cfg.ProxyReadTimeout
 	if d := cfg.ProxySendTimeout; d > 0 {
 		c.c.SetWriteDeadline(time.Now().Add(d))
@@ -241,6 +297,7 @@ func (c *h1Conn) exchange(x *exchange, out *http.Request) (*http.Response, error
 			return nil, err
 		}
 		if res.StatusCode == http.StatusSwitchingProtocols {
+			stop()
 			c.readTimeout = 0
 			c.c.SetDeadline(time.Time{})
 			res.Body = &h1Upgraded{c}
@@ -250,17 +307,18 @@ func (c *h1Conn) exchange(x *exchange, out *http.Request) (*http.Response, error
 			continue // 100 Continue, 103 Early Hints: not passed on
 		}
 		if res.Body == http.NoBody {
-			c.release(res)
+			c.release(!res.Close, stop)
 			return res, nil
 		}
-		res.Body = &h1Body{c: c, rc: res.Body, keep: !res.Close}
+		res.Body = &h1Body{c: c, rc: res.Body, keep: !res.Close, stop: stop}
 		return res, nil
 	}
 }
 
-// release gives the connection back once the answer was read whole.
-func (c *h1Conn) release(res *http.Response) {
-	if res.Close || c.br.Buffered() > 0 {
+// release gives the connection back once the answer was read whole,
+// unless it is not to be kept or the client-gone watch already fired.
+func (c *h1Conn) release(keep bool, stop func() bool) {
+	if !stop() || !keep || c.br.Buffered() > 0 {
 		c.close()
 		return
 	}
@@ -394,6 +452,7 @@ type h1Body struct {
 	rc   io.ReadCloser
 	keep bool
 	done bool
+	stop func() bool
 }
 
 func (b *h1Body) Read(p []byte) (int, error) {
@@ -403,11 +462,7 @@ func (b *h1Body) Read(p []byte) (int, error) {
 	n, err := b.rc.Read(p)
 	if err == io.EOF {
 		b.done = true
-		if b.keep && b.c.br.Buffered() == 0 {
-			b.c.cl.put(b.c)
-		} else {
-			b.c.close()
-		}
+		b.c.release(b.keep, b.stop)
 	}
 	return n, err
 }
@@ -415,6 +470,7 @@ func (b *h1Body) Read(p []byte) (int, error) {
 func (b *h1Body) Close() error {
 	if !b.done {
 		b.done = true
+		b.stop()
 		b.c.close()
 	}
 	return nil

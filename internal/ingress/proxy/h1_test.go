@@ -157,3 +157,66 @@ func TestChunkedRequest(t *testing.T) {
 		t.Errorf("backend got %q", got)
 	}
 }
+
+// A client that goes away while the upstream thinks: the upstream
+// connection is closed at once (the backend sees its request end), and
+// the slot is not reused.
+func TestClientGoneAbortsUpstream(t *testing.T) {
+	e := newEnv(t)
+	ended := make(chan time.Duration, 1)
+	a := newBackend(t, "a", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/poll" {
+			return
+		}
+		start := time.Now()
+		select {
+		case <-r.Context().Done():
+		case <-time.After(5 * time.Second):
+		}
+		ended <- time.Since(start)
+	}))
+	w := &world{}
+	w.service("a", a.addr)
+	w.ingress("a", path("foo.com", "Prefix / a"))
+	e.load(w)
+	c := &http.Client{Timeout: 200 * time.Millisecond}
+	req, _ := http.NewRequest("GET", e.httpURL+"/poll", nil)
+	req.Host = "foo.com"
+	if _, err := c.Do(req); err == nil {
+		t.Fatal("long poll answered")
+	}
+	if d := <-ended; d > 2*time.Second {
+		t.Errorf("upstream request lived %v after the client left", d)
+	}
+	if r := e.do("GET", "foo.com", "/"); r.code != 200 {
+		t.Errorf("next request: %d", r.code)
+	}
+	if !strings.Contains(e.logs.String(), `"status":499`) {
+		t.Errorf("no 499 in the access log")
+	}
+}
+
+// A client pausing in its body longer than the client body timeout: 408.
+func TestClientBodyTimeout(t *testing.T) {
+	e := newEnv(t)
+	e.p.clientBodyTimeout = 300 * time.Millisecond
+	a := newBackend(t, "a", nil)
+	w := &world{}
+	w.service("a", a.addr)
+	w.ingress("a", path("foo.com", "Prefix / a"), ann("proxy-send-timeout", "10"))
+	e.load(w)
+	c, err := net.Dial("tcp", e.httpAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "POST / HTTP/1.1\r\nHost: foo.com\r\nContent-Length: 10\r\n\r\nabc")
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	res, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.StatusCode != 408 {
+		t.Errorf("status %d, want 408", res.StatusCode)
+	}
+}

@@ -49,6 +49,7 @@ type exchange struct {
 	upstreamDur    time.Duration // -1: no upstream
 	err            string
 
+	hv     [6]string // values of the forwarding header fields
 	url    url.URL
 	uri    string // the upstream request target
 	out    http.Request
@@ -250,14 +251,6 @@ func (x *exchange) proxy(bs *backendState) {
 		}
 	}
 	first := bs.pick(cands, rt.ewma, cookie)
-	if rt.affinity && cands[first].cookie != cookie {
-		c := &http.Cookie{Name: cfg.SessionCookieName, Value: cands[first].cookie, Path: rt.cookiePath, HttpOnly: true}
-		if cfg.SessionCookieMaxAge > 0 {
-			c.MaxAge = cfg.SessionCookieMaxAge
-			c.Expires = x.start.Add(time.Duration(cfg.SessionCookieMaxAge) * time.Second)
-		}
-		x.setCookie = c.String()
-	}
 
 	upgrade := x.prepareHeaders()
 	host := r.Host
@@ -331,6 +324,15 @@ func (x *exchange) proxy(bs *backendState) {
 		return
 	}
 	defer ep.inflight.Add(-1)
+	if rt.affinity && ep.cookie != cookie {
+		// Name the endpoint that answered (after a retry, not the first).
+		c := &http.Cookie{Name: cfg.SessionCookieName, Value: ep.cookie, Path: rt.cookiePath, HttpOnly: true}
+		if cfg.SessionCookieMaxAge > 0 {
+			c.MaxAge = cfg.SessionCookieMaxAge
+			c.Expires = x.start.Add(time.Duration(cfg.SessionCookieMaxAge) * time.Second)
+		}
+		x.setCookie = c.String()
+	}
 	x.upstreamStatus = res.StatusCode
 	if res.StatusCode == http.StatusSwitchingProtocols {
 		x.upgrade(res, upgrade)
@@ -357,6 +359,8 @@ func (x *exchange) roundTripFailed(ctx context.Context, err error) {
 	switch {
 	case x.body.tooLarge.Load():
 		x.builtin(http.StatusRequestEntityTooLarge, "")
+	case x.body.timedOut.Load():
+		x.builtin(http.StatusRequestTimeout, "")
 	case ctx != nil && context.Cause(ctx) == errUpstreamTimeout, errors.Is(err, errSendTimeout):
 		x.err = errUpstreamTimeout.Error()
 		x.builtin(http.StatusGatewayTimeout, "")
@@ -416,12 +420,17 @@ func (x *exchange) prepareHeaders() string {
 	if te {
 		h["Te"] = []string{"trailers"}
 	}
-	if prior := h[hXForwardedFor]; len(prior) > 0 {
-		h[hXForwardedFor] = []string{strings.Join(prior, ", ") + ", " + x.ip}
-	} else {
-		h[hXForwardedFor] = []string{x.ip}
+	// The values live in x.hv: one allocation for all of them.
+	set := func(i int, k, v string) {
+		x.hv[i] = v
+		h[k] = x.hv[i : i+1 : i+1]
 	}
-	h[hXRealIP] = []string{x.ip}
+	if prior := h[hXForwardedFor]; len(prior) > 0 {
+		set(0, hXForwardedFor, strings.Join(prior, ", ")+", "+x.ip)
+	} else {
+		set(0, hXForwardedFor, x.ip)
+	}
+	set(1, hXRealIP, x.ip)
 	if r.TLS != nil {
 		h[hXForwardedProto] = valHTTPS
 		h[hXScheme] = valHTTPS
@@ -429,16 +438,16 @@ func (x *exchange) prepareHeaders() string {
 		h[hXForwardedProto] = valHTTP
 		h[hXScheme] = valHTTP
 	}
-	h[hXForwardedHost] = []string{r.Host}
-	h[hXForwardedPort] = []string{x.localPort()}
+	set(2, hXForwardedHost, r.Host)
+	set(3, hXForwardedPort, x.localPort())
 	if id := h[hXRequestID]; len(id) > 0 && id[0] != "" {
 		x.requestID = id[0]
 	} else {
 		x.requestID = newRequestID()
-		h[hXRequestID] = []string{x.requestID}
+		set(4, hXRequestID, x.requestID)
 	}
 	if p := x.rt.cfg.XForwardedPrefix; p != "" {
-		h[hXForwardedPrefix] = []string{p}
+		set(5, hXForwardedPrefix, p)
 	}
 	if _, ok := h["User-Agent"]; !ok {
 		h["User-Agent"] = valEmpty // the transport must not add its own
@@ -752,11 +761,28 @@ type reqBody struct {
 	n        atomic.Int64
 	used     atomic.Bool
 	tooLarge atomic.Bool
+	timedOut atomic.Bool
+	rc2      *http.ResponseController
+	deadline time.Time
 }
+
+// clientBodyTimeout bounds a pause of the client while it sends its
+// body, as nginx's client_body_timeout (408).
+const clientBodyTimeout = 60 * time.Second
 
 func (b *reqBody) Read(p []byte) (int, error) {
 	b.used.Store(true)
+	if d := b.x.p.clientBodyTimeout; b.deadline.Sub(time.Now()) < d*3/4 {
+		if b.rc2 == nil {
+			b.rc2 = http.NewResponseController(b.x.w)
+		}
+		b.deadline = time.Now().Add(d)
+		b.rc2.SetReadDeadline(b.deadline)
+	}
 	n, err := b.rc.Read(p)
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		b.timedOut.Store(true)
+	}
 	if b.n.Add(int64(n)) > b.limit && b.limit > 0 {
 		b.tooLarge.Store(true)
 		return 0, errBodyTooLarge

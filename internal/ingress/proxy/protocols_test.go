@@ -344,6 +344,7 @@ func TestSwapUnderLoad(t *testing.T) {
 		w.service("ws", ws.addr)
 		w.ingress("web", path("foo.com", "Prefix / s"))
 		w.ingress("ws", path("ws.com", "Prefix / ws"))
+		w.ingress("fb", path("fb.com", "Exact /only s"), defaultBackend("s")) // a host fallback route
 		// Ingresses come and go.
 		for j := 0; j < i%5; j++ {
 			w.ingress(fmt.Sprint("extra", j), path(fmt.Sprintf("x%d.com", j), "Prefix / s"))
@@ -368,6 +369,9 @@ func TestSwapUnderLoad(t *testing.T) {
 				}
 				req, _ := http.NewRequest("GET", e.httpURL+"/x", nil)
 				req.Host = "foo.com"
+				if g%2 == 1 {
+					req.Host = "fb.com"
+				}
 				res, err := e.client.Do(req)
 				if err != nil {
 					failed.Add(1)

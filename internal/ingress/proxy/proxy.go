@@ -21,6 +21,18 @@
 // cannot be established (nothing was sent, so any method), and finally
 // custom-http-errors. Every request ends with one access log line and the
 // ingress-nginx request metrics.
+//
+// Upstreams: HTTP and HTTPS backends go through h1Client, an HTTP/1.1
+// client that runs the exchange on the handler's goroutine with
+// connection deadlines and per-endpoint keep-alive pools (net/http's
+// Transport spends much of a proxy's CPU on its per-connection goroutines
+// and per-request contexts); GRPC and GRPCS backends go through net/http's
+// Transport (h2c with prior knowledge, or h2 over TLS). Timeouts follow
+// nginx: proxy-connect-timeout bounds the connect (then the next endpoint
+// is tried; 504 when none is left), proxy-read-timeout a pause between two
+// reads from the upstream, proxy-send-timeout a pause between two writes
+// to it (504 before the answer started; after, the client connection is
+// cut so a short body is never taken for a whole one).
 package proxy
 
 import (
@@ -74,6 +86,9 @@ type Proxy struct {
 	conns      map[limiterKey]*connLimiter
 	labels     map[labelBase]*labelBase
 	transports map[transportKey]upstreamClient
+	// live is the set of endpoint addresses of the current table, for the
+	// upstream pools (read without p.mu).
+	live atomic.Pointer[map[string]struct{}]
 	// defTransport serves the default backends (plain HTTP).
 	defTransport upstreamClient
 
@@ -81,6 +96,8 @@ type Proxy struct {
 	notFound   *labelBase
 	bufs       sync.Pool
 	accessLogs bool
+	// clientBodyTimeout: see the constant; a field for tests.
+	clientBodyTimeout time.Duration
 }
 
 type limiterKey struct {
@@ -149,6 +166,8 @@ func New(o Options) *Proxy {
 		transports:  map[transportKey]upstreamClient{},
 		notFound:    &labelBase{},
 		accessLogs:  log.Enabled(context.Background(), slog.LevelInfo),
+
+		clientBodyTimeout: clientBodyTimeout,
 	}
 	p.bufs.New = func() any { b := make([]byte, 32<<10); return &b }
 	p.defTransport = p.transport(transportKey{"HTTP", annotations.Defaults().ProxyConnectTimeout})
@@ -191,9 +210,20 @@ func (p *Proxy) Swap(t *route.Table) {
 	p.endpoints, p.rr, p.rps, p.conns = b.endpoints, b.rr, b.rps, b.conns
 	p.labels = b.labels
 	p.metrics.forget(b.labels)
+	p.publishLive()
 	for _, t := range p.transports {
-		t.forget(b.endpoints)
+		t.forget()
 	}
+}
+
+// publishLive copies the endpoint addresses for the upstream pools; p.mu
+// is held.
+func (p *Proxy) publishLive() {
+	live := make(map[string]struct{}, len(p.endpoints))
+	for a := range p.endpoints {
+		live[a] = struct{}{}
+	}
+	p.live.Store(&live)
 }
 
 // routeState is the state of a route of snap's table.
@@ -208,9 +238,16 @@ func (p *Proxy) routeState(snap *snapshot, r *route.Route) *routeState {
 	// adding to it (the next Swap keeps what its table still uses).
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if s, ok := snap.more.Load(r); ok {
+		return s.(*routeState)
+	}
 	b := &builder{p: p, endpoints: p.endpoints, rr: p.rr, rps: p.rps, conns: p.conns,
 		labels: p.labels, backends: map[*route.Backend]*backendState{}}
+	n := len(p.endpoints)
 	s, _ := snap.more.LoadOrStore(r, b.route(r, snap.table))
+	if len(p.endpoints) != n {
+		p.publishLive()
+	}
 	return s.(*routeState)
 }
 
@@ -281,7 +318,7 @@ func (b *builder) route(r *route.Route, t *route.Table) *routeState {
 		rs.conns = l
 	}
 	if cfg.RewriteTarget != "" && r.PathType != route.Regex {
-		rs.rewriteRE, _ = regexp.Compile("(?i)^" + r.Path)
+		rs.rewriteRE, _ = regexp.Compile("(?i)^(?:" + r.Path + ")")
 	}
 	if rs.affinity {
 		rs.cookiePath = cfg.SessionCookiePath

@@ -53,6 +53,15 @@ func TestRouting(t *testing.T) {
 		}
 	}
 
+	// server-alias: another name for the Ingress's hosts.
+	w.ingress("alias", path("main.com", "Prefix / a"), ann("server-alias", "alias.com, *.alias.org"))
+	e.load(w)
+	for _, h := range []string{"main.com", "alias.com", "x.alias.org"} {
+		if r := e.do("GET", h, "/p"); r.code != 200 || r.seen(t).Name != "a" || r.seen(t).Host != h {
+			t.Errorf("server-alias %s: %d %q", h, r.code, r.body)
+		}
+	}
+
 	// A spec.defaultBackend takes what no rule matches.
 	w.ingress("fallback", defaultBackend("def"))
 	e.load(w)

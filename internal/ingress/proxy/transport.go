@@ -46,8 +46,8 @@ func isDialError(err error) bool {
 // answer's head.
 type upstreamClient interface {
 	roundTrip(x *exchange, out *http.Request, addr string) (*http.Response, error)
-	// forget drops idle connections to addresses not in keep.
-	forget(keep map[string]*endpoint)
+	// forget drops idle connections to addresses no longer live.
+	forget()
 	// usesContext: timeouts and client cancellation go through the
 	// request's context (net/http's Transport), not connection deadlines.
 	usesContext() bool
@@ -62,9 +62,9 @@ func (c *h2Client) roundTrip(x *exchange, out *http.Request, addr string) (*http
 	return c.t.RoundTrip(out)
 }
 
-func (c *h2Client) forget(map[string]*endpoint) {}
-func (c *h2Client) usesContext() bool           { return true }
-func (c *h1Client) usesContext() bool           { return false }
+func (c *h2Client) forget()           {}
+func (c *h2Client) usesContext() bool { return true }
+func (c *h1Client) usesContext() bool { return false }
 
 // tlsUpstream is the TLS configuration towards upstreams: ingress-nginx
 // does not verify upstream certificates by default (proxy-ssl-verify off),
@@ -86,10 +86,12 @@ func (p *Proxy) transport(k transportKey) upstreamClient {
 	case "GRPC", "GRPCS":
 	case "HTTPS":
 		c := newH1Client(connect, tlsUpstream())
+		c.live = &p.live
 		p.transports[k] = c
 		return c
 	default:
 		c := newH1Client(connect, nil)
+		c.live = &p.live
 		p.transports[k] = c
 		return c
 	}

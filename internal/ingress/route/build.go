@@ -18,6 +18,42 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 )
 
+// Build, in detail (the choices the package doc leaves out):
+//
+//   - Ingresses are taken oldest first (creationTimestamp, then
+//     namespace/name); an Ingress whose annotations do not parse is left
+//     out, with one Problem per bad annotation.
+//   - Conflicts are per host, path and resolved type; Prefix paths compare
+//     without trailing slashes ("/foo" and "/foo/" conflict). A path listed
+//     twice in one Ingress keeps its first entry.
+//   - Canary Ingresses never make routes, server names, certificates or
+//     default backends: each of their paths attaches to the main route of
+//     the same host whose path is the same up to trailing slashes, whatever
+//     the path types (an exact match of type and path is preferred).
+//   - Backends: a Service port is found by number or by name among the TCP
+//     ports; its endpoints come from the EndpointSlices labelled with the
+//     Service's name, from the slice port of the same name. Endpoints whose
+//     ready condition is not false and that are not terminating come first,
+//     then terminating ones still serving; each group is sorted by address.
+//     ExternalName Services are not supported (the proxy would have to
+//     resolve names at request time): Backend.Err says so. Resource
+//     backends are not supported either.
+//   - The default-backend annotation names a Service of the Ingress's
+//     namespace; podnet uses its first TCP port (Route.DefaultBackend).
+//   - TLS: a tls section's hosts get its Secret's certificate, parsed once
+//     per Secret; the oldest Ingress naming a host wins it. A missing or
+//     unusable Secret is a Problem and the host gets no certificate (the
+//     proxy's default one). A certificate whose names do not cover the host
+//     is a Problem but is served anyway. A tls section without hosts does
+//     nothing. Route.TLS is true when the route's host (or a wildcard tls
+//     host covering it) is listed in a tls section with a secretName, even
+//     if that Secret is unusable, as ingress-nginx redirects as soon as TLS
+//     is configured.
+//   - server-alias: the names become extra names of the server of the
+//     Ingress's first rule host (and share its certificate). A name that is
+//     the host of some rule, or an alias of an older Ingress, is ignored
+//     with a Problem.
+
 // Annotation keys Served reads.
 const (
 	legacyClassAnnotation  = "kubernetes.io/ingress.class"
@@ -229,9 +265,9 @@ func build(in Input) (*Table, []Problem) {
 	return b.t, b.problems
 }
 
-// normHost lower-cases a rule or tls host and drops a trailing dot.
+// normHost lower-cases a rule or tls host and drops trailing dots.
 func normHost(h string) string {
-	return strings.TrimSuffix(strings.ToLower(strings.TrimSpace(h)), ".")
+	return lowerASCII(strings.TrimRight(strings.TrimSpace(h), "."))
 }
 
 // prefixKey is a Prefix path without its trailing slashes ("/" stays).
@@ -310,7 +346,7 @@ func (b *builder) addMain(ing *ingress) {
 				continue
 			}
 			if r.PathType == Regex {
-				re, err := regexp.Compile("(?i)^" + path)
+				re, err := compilePath(path)
 				if err != nil {
 					b.problem(ing.nn, "path %q of %s is not a valid regular expression: %v", path, hostLabel(host), err)
 					continue
@@ -354,6 +390,16 @@ func (b *builder) addMain(ing *ingress) {
 			b.t.routes = append(b.t.routes, r)
 		}
 	}
+}
+
+// compilePath compiles a Regex path as nginx's "~*" location would:
+// case-insensitive, anchored at the start. The path is checked alone
+// first so that it cannot close the anchoring group ("/a)|(/b").
+func compilePath(path string) (*regexp.Regexp, error) {
+	if _, err := regexp.Compile(path); err != nil {
+		return nil, err
+	}
+	return regexp.Compile("(?i)^(?:" + path + ")")
 }
 
 // addCanary attaches the paths of a canary Ingress to the main routes of

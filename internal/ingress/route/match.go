@@ -35,8 +35,8 @@ import (
 // Regex route matches.
 
 // NormalizeHost turns a Host header or TLS server name into the form rule
-// hosts are compared in: no port, no trailing dot, lower case. It does not
-// allocate when host is already lower case.
+// hosts are compared in: no port, no trailing dots, ASCII letters in lower
+// case. It does not allocate when host has no upper-case letter.
 func NormalizeHost(host string) string {
 	if strings.HasPrefix(host, "[") {
 		if i := strings.IndexByte(host, ']'); i > 0 {
@@ -45,13 +45,24 @@ func NormalizeHost(host string) string {
 	} else if i := strings.IndexByte(host, ':'); i >= 0 && strings.IndexByte(host[i+1:], ':') < 0 {
 		host = host[:i]
 	}
-	host = strings.TrimSuffix(host, ".")
-	for i := 0; i < len(host); i++ {
-		if c := host[i]; 'A' <= c && c <= 'Z' {
-			return strings.ToLower(host)
+	return lowerASCII(strings.TrimRight(host, "."))
+}
+
+// lowerASCII lower-cases the ASCII letters of s (host names are ASCII:
+// IDNs arrive as punycode), allocating only if it has upper-case ones.
+func lowerASCII(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; 'A' <= c && c <= 'Z' {
+			b := []byte(s)
+			for j := i; j < len(b); j++ {
+				if c := b[j]; 'A' <= c && c <= 'Z' {
+					b[j] = c + 'a' - 'A'
+				}
+			}
+			return string(b)
 		}
 	}
-	return host
+	return s
 }
 
 // lookup finds the server for a normalised host.
@@ -111,8 +122,8 @@ func (s *server) match(path string) Match {
 		if len(r.Path) <= bestLen {
 			break
 		}
-		if r.Regex.MatchString(path) {
-			return Match{Route: r, Groups: r.Regex.FindStringSubmatch(path)}
+		if g := r.Regex.FindStringSubmatch(path); g != nil {
+			return Match{Route: r, Groups: g}
 		}
 	}
 	return Match{Route: best}

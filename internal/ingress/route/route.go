@@ -96,7 +96,7 @@ type Route struct {
 	Host     string // as in the rule: "foo.com", "*.foo.com", or "" for any host
 	Path     string // as in the rule ("/" when empty)
 	PathType PathType
-	Regex    *regexp.Regexp // PathType Regex: the path, "(?i)^" + Path
+	Regex    *regexp.Regexp // PathType Regex: "(?i)^(?:" + Path + ")"
 	Backend  *Backend
 	Config   *annotations.Config
 	Canaries []*Canary

@@ -389,10 +389,22 @@ func TestBadPaths(t *testing.T) {
 		Ingresses: []*networkingv1.Ingress{
 			mkIng("a", "re", 0, ann("use-regex", "true"), rule("h.com", "Impl /(unclosed x:80")),
 			mkIng("a", "rel", 0, rule("h.com", "Exact relative x:80")),
+			mkIng("a", "star", 0, ann("use-regex", "true"), rule("h.com", "Impl *0 x:80")),
+			mkIng("a", "escape", 0, ann("use-regex", "true"), rule("h.com", "Impl /a)|(/b x:80")),
 		},
 	}))
-	if !hasProblem(ps, "a/re", "not a valid regular expression") || !hasProblem(ps, "a/rel", "must start with /") {
-		t.Error(ps)
+	for _, p := range [][2]string{{"a/re", "not a valid regular expression"}, {"a/rel", "must start with /"}, {"a/star", "missing argument"}, {"a/escape", "unexpected )"}} {
+		if !hasProblem(ps, p[0], p[1]) {
+			t.Errorf("no problem %v in %v", p, ps)
+		}
+	}
+	// Alternatives stay anchored at the start.
+	tab, ps := Build(withServices(Input{
+		IngressClasses: []*networkingv1.IngressClass{podnetClass(false)},
+		Ingresses:      []*networkingv1.Ingress{mkIng("a", "alt", 0, ann("use-regex", "true"), rule("h.com", "Impl /a|/b x:80"))},
+	}))
+	if len(ps) != 0 || tab.Match("h.com", "/b/x").Route == nil || tab.Match("h.com", "/x/b").Route != nil {
+		t.Errorf("alternatives: %v", ps)
 	}
 }
 
@@ -442,5 +454,23 @@ func TestMatchAllocs(t *testing.T) {
 		if n != 0 {
 			t.Errorf("Match(%q, %q): %v allocations", c[0], c[1], n)
 		}
+	}
+}
+
+func TestConcurrentMatch(t *testing.T) {
+	tab, _ := Build(routingInput())
+	done := make(chan bool)
+	for g := range 4 {
+		go func() {
+			defer func() { done <- true }()
+			for i := range 200 {
+				_ = tab.Match("foo.com", "/foo/bar")
+				_ = tab.Match("re.com", "/api/v"+strings.Repeat("1", i%5+g))
+				_ = tab.Certificate("a.foo.com")
+			}
+		}()
+	}
+	for range 4 {
+		<-done
 	}
 }
