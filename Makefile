@@ -37,7 +37,7 @@ demo: deps build
 	scripts/demo.sh
 
 bench-deps:
-	@scripts/deps.sh iptables hyperfine iperf3 dnsperf
+	@scripts/deps.sh iptables hyperfine iperf3 dnsperf nginx wrk
 
 bench: deps bench-deps build
 	bench/run.sh

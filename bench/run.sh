@@ -15,9 +15,12 @@
 #                 hosts+cache, a file zone, forward to a local upstream);
 #   dnsk8s        `podnet dns`'s kubernetes plugin with 10k Services (QPS, RSS,
 #                 Service creation -> answer) and the queries of an external
-#                 name with and without autopath (bench/dnsk8s; no CoreDNS peer).
-# Usage: bench/run.sh [cni|cluster|svc|dns|dnsk8s] [FLAGS]. With `cni`, `cluster`,
-# `svc` or `dns` only that driver runs and FLAGS go to it; otherwise all run and
+#                 name with and without autopath (bench/dnsk8s; no CoreDNS peer);
+#   ingress       the ingress proxy (internal/ingress/proxy) vs nginx and
+#                 httputil.ReverseProxy under wrk on 127.0.0.1: one route,
+#                 1000 hosts, HTTPS; Build+Swap -> served; memory (bench/ingress).
+# Usage: bench/run.sh [cni|cluster|svc|dns|dnsk8s|ingress] [FLAGS]. With a driver
+# named only that driver runs and FLAGS go to it; otherwise all run and
 # FLAGS go to cnibench (e.g. `bench/run.sh -iters 20 -phases cni`). See
 # bench/README.md.
 set -euo pipefail
@@ -28,16 +31,17 @@ REF_VERSION=${CNI_PLUGINS_VERSION:-latest}
 PEER_CACHE=${PODNET_BENCH_CACHE:-/var/cache/podnet-bench}
 what=all
 case "${1:-}" in
-  cni|cluster|svc|dns|dnsk8s) what=$1; shift ;;
+  cni|cluster|svc|dns|dnsk8s|ingress) what=$1; shift ;;
 esac
-run_cni=0 run_cluster=0 run_svc=0 run_dns=0 run_dnsk8s=0
+run_cni=0 run_cluster=0 run_svc=0 run_dns=0 run_dnsk8s=0 run_ingress=0
 case "$what" in
-  all) run_cni=1 run_cluster=1 run_svc=1 run_dns=1 run_dnsk8s=1 ;;
+  all) run_cni=1 run_cluster=1 run_svc=1 run_dns=1 run_dnsk8s=1 run_ingress=1 ;;
   cni) run_cni=1 ;;
   cluster) run_cluster=1 ;;
   svc) run_svc=1 ;;
   dns) run_dns=1 ;;
   dnsk8s) run_dnsk8s=1 ;;
+  ingress) run_ingress=1 ;;
 esac
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -52,6 +56,11 @@ if [ "$run_cni" = 1 ]; then
 fi
 if [ "$run_cluster" = 1 ] || [ "$run_svc" = 1 ]; then
   command -v iperf3 >/dev/null || { echo "bench: iperf3 missing (the throughput runs need it): run \`make bench\`" >&2; exit 2; }
+fi
+if [ "$run_ingress" = 1 ]; then
+  for b in nginx wrk; do
+    command -v $b >/dev/null || { echo "bench: $b missing (the ingress bench needs it): run \`make bench\`" >&2; exit 2; }
+  done
 fi
 if [ "$run_svc" = 1 ]; then
   [ -x /usr/sbin/xtables-legacy-multi ] || { echo "bench: iptables missing (kube-proxy's iptables mode needs it): run \`make bench\`" >&2; exit 2; }
@@ -71,6 +80,7 @@ if [ "$run_cni" = 1 ]; then
 fi
 [ "$run_cluster" = 0 ] || "$GO" build -o "$CACHE/clusterbench" ./bench/clusterbench
 [ "$run_dnsk8s" = 0 ] || "$GO" build -o "$CACHE/dnsk8s" ./bench/dnsk8s
+[ "$run_ingress" = 0 ] || "$GO" build -o "$CACHE/ingress" ./bench/ingress
 if [ "$run_svc" = 1 ]; then
   "$GO" build -o "$CACHE/svcbench" ./bench/svcbench
   # The peer: kube-proxy from k8s.io/kubernetes, through the bench-only
@@ -125,6 +135,10 @@ if [ "$run_dns" = 1 ] && [ "$rc" -ne 130 ]; then
 fi
 if [ "$run_dnsk8s" = 1 ] && [ "$rc" -ne 130 ]; then
   if [ "$what" = dnsk8s ]; then "$CACHE/dnsk8s" -podnet bin/podnet "$@"; else "$CACHE/dnsk8s" -podnet bin/podnet; fi || { r=$?; [ "$rc" -ne 0 ] || rc=$r; }
+fi
+
+if [ "$run_ingress" = 1 ] && [ "$rc" -ne 130 ]; then
+  if [ "$what" = ingress ]; then "$CACHE/ingress" -lock "$CACHE/run.lock" "$@"; else "$CACHE/ingress" -lock "$CACHE/run.lock"; fi || { r=$?; [ "$rc" -ne 0 ] || rc=$r; }
 fi
 
 snapshot >"$after"

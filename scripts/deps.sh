@@ -30,3 +30,15 @@ case " ${missing[*]} " in
     $SUDO systemctl disable --now containerd.service >/dev/null 2>&1 || true
   fi ;;
 esac
+# Likewise nginx (for the ingress benchmark, which runs its own with a
+# generated config on 127.0.0.1): the package starts a server on port 80;
+# stop and disable it where this script installed it.
+case " ${missing[*]} " in
+*" nginx "*)
+  if [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
+    $SUDO systemctl disable --now nginx.service >/dev/null 2>&1 || true
+  elif [ -x /etc/init.d/nginx ]; then
+    $SUDO /etc/init.d/nginx stop >/dev/null 2>&1 || true
+    $SUDO update-rc.d nginx disable >/dev/null 2>&1 || true
+  fi ;;
+esac
