@@ -26,6 +26,17 @@ const (
 	// writes why an Ingress is not (fully) served: one problem per line,
 	// sorted. Absent when there is none. `describe ingress` shows it.
 	AnnotationIngressProblems = "ingress.podnet.io/problems"
+	// IngressNamespace/IngressService is the Service in front of every
+	// node's ingress proxy (ports http 80 and https 443, no selector), as
+	// ingress-nginx's controller Service: type LoadBalancer, so the
+	// cluster's load-balancer range gives the Ingresses one address; its
+	// EndpointSlice IngressNodesSlice lists the Ready nodes' addresses and
+	// is kept by the ingress-status controller (managed-by
+	// IngressManagedBy).
+	IngressNamespace  = "kube-system"
+	IngressService    = "podnet-ingress"
+	IngressNodesSlice = "podnet-ingress-nodes"
+	IngressManagedBy  = "ingress-status.podnet.io"
 )
 
 var supportedPathTypes = []string{

@@ -71,6 +71,9 @@ func startStore(ctx context.Context, g *globals, f *serverFlags, cmd *cobra.Comm
 	if err == nil {
 		err = s.EnsureIngressClass(ctx)
 	}
+	if err == nil {
+		err = s.EnsureIngressService(ctx)
+	}
 	if err != nil {
 		done()
 		if emb != nil {

@@ -16,7 +16,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 )
 
@@ -167,6 +169,127 @@ func IngressAddresses(nodes []*corev1.Node) []networkingv1.IngressLoadBalancerIn
 	return out
 }
 
+// ingressService is api.IngressNamespace/api.IngressService, or nil.
+func ingressService(svcs []*corev1.Service) *corev1.Service {
+	for _, svc := range svcs {
+		if svc.Namespace == api.IngressNamespace && svc.Name == api.IngressService && svc.DeletionTimestamp == nil {
+			return svc
+		}
+	}
+	return nil
+}
+
+// publishedAddresses are what served Ingresses list: the ingress
+// Service's load-balancer addresses first (as ingress-nginx publishes its
+// controller Service's), then every Ready node's (each serves on :80 and
+// :443 itself).
+func publishedAddresses(svc *corev1.Service, nodes []*corev1.Node) []networkingv1.IngressLoadBalancerIngress {
+	var out []networkingv1.IngressLoadBalancerIngress
+	seen := map[string]bool{}
+	if svc != nil && svc.Spec.Type == corev1.ServiceTypeLoadBalancer {
+		for _, lb := range svc.Status.LoadBalancer.Ingress {
+			if lb.IP != "" && !seen[lb.IP] {
+				seen[lb.IP] = true
+				out = append(out, networkingv1.IngressLoadBalancerIngress{IP: lb.IP})
+			}
+		}
+	}
+	for _, a := range IngressAddresses(nodes) {
+		if !seen[a.IP] {
+			seen[a.IP] = true
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// IngressNodesSlice is the EndpointSlice of the ingress Service: the
+// Ready nodes' InternalIPs with the proxy's ports (http 80, https 443),
+// owned by the Service so it goes with it.
+func IngressNodesSlice(svc *corev1.Service, nodes []*corev1.Node) *discoveryv1.EndpointSlice {
+	ready, serving, terminating := true, true, false
+	sl := &discoveryv1.EndpointSlice{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: svc.Namespace, Name: api.IngressNodesSlice,
+			Labels: map[string]string{api.LabelServiceName: svc.Name, api.LabelManagedBy: api.IngressManagedBy},
+			OwnerReferences: []metav1.OwnerReference{{
+				APIVersion: "v1", Kind: "Service", Name: svc.Name, UID: svc.UID,
+				Controller: ptr(true), BlockOwnerDeletion: ptr(true),
+			}},
+		},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports: []discoveryv1.EndpointPort{
+			{Name: ptr("http"), Protocol: ptr(corev1.ProtocolTCP), Port: ptr(int32(80))},
+			{Name: ptr("https"), Protocol: ptr(corev1.ProtocolTCP), Port: ptr(int32(443))},
+		},
+	}
+	byIP := map[string]string{}
+	for _, n := range nodes {
+		if api.NodeReady(n) != corev1.ConditionTrue || n.DeletionTimestamp != nil {
+			continue
+		}
+		for _, a := range n.Status.Addresses {
+			if ip, err := netip.ParseAddr(a.Address); a.Type == corev1.NodeInternalIP && err == nil && ip.Unmap().Is4() {
+				byIP[ip.Unmap().String()] = n.Name
+			}
+		}
+	}
+	for _, a := range IngressAddresses(nodes) {
+		name, ok := byIP[a.IP]
+		if !ok {
+			continue
+		}
+		sl.Endpoints = append(sl.Endpoints, discoveryv1.Endpoint{
+			Addresses:  []string{a.IP},
+			Conditions: discoveryv1.EndpointConditions{Ready: &ready, Serving: &serving, Terminating: &terminating},
+			NodeName:   ptr(name),
+		})
+	}
+	return sl
+}
+
+// syncNodesSlice writes the ingress Service's EndpointSlice when it
+// differs from the Ready nodes (and only then).
+func (c *IngressStatus) syncNodesSlice(ctx context.Context, svc *corev1.Service, w ingressWorld) error {
+	if svc == nil || len(svc.Spec.Selector) > 0 {
+		return nil // deleted, or given a selector by its owner: not ours to fill
+	}
+	want := IngressNodesSlice(svc, w.nodes)
+	var cur *discoveryv1.EndpointSlice
+	for _, sl := range w.EndpointSlices {
+		if sl.Namespace == want.Namespace && sl.Name == want.Name {
+			cur = sl
+		}
+	}
+	if cur == nil {
+		if err := c.s.Create(ctx, want); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("endpointslice %s/%s: %w", want.Namespace, want.Name, err)
+		}
+		c.log.Info("ingress Service endpoints written", "nodes", len(want.Endpoints))
+		return nil
+	}
+	if apiequality.Semantic.DeepEqual(cur.Endpoints, want.Endpoints) && apiequality.Semantic.DeepEqual(cur.Ports, want.Ports) &&
+		apiequality.Semantic.DeepEqual(cur.OwnerReferences, want.OwnerReferences) && cur.Labels[api.LabelManagedBy] == api.IngressManagedBy {
+		return nil
+	}
+	_, err := c.s.Mutate(ctx, sliceKind, want.Namespace, want.Name, func(o api.Object) error {
+		sl := o.(*discoveryv1.EndpointSlice)
+		sl.Endpoints, sl.Ports, sl.OwnerReferences, sl.AddressType = want.Endpoints, want.Ports, want.OwnerReferences, want.AddressType
+		if sl.Labels == nil {
+			sl.Labels = map[string]string{}
+		}
+		for k, v := range want.Labels {
+			sl.Labels[k] = v
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("endpointslice %s/%s: %w", want.Namespace, want.Name, err)
+	}
+	c.log.Info("ingress Service endpoints written", "nodes", len(want.Endpoints))
+	return nil
+}
+
 // maxProblemLen bounds one problem's text in the annotation.
 const maxProblemLen = 512
 
@@ -194,7 +317,11 @@ func problemsValue(msgs []string) string {
 }
 
 func (c *IngressStatus) reconcile(ctx context.Context, w ingressWorld) error {
-	addrs := IngressAddresses(w.nodes)
+	svc := ingressService(w.Services)
+	if err := c.syncNodesSlice(ctx, svc, w); err != nil && ctx.Err() == nil {
+		c.log.Warn("write the ingress Service's endpoints", "err", err)
+	}
+	addrs := publishedAddresses(svc, w.nodes)
 	_, problems := route.Build(w.Input)
 	byIngress := map[types.NamespacedName][]string{}
 	for _, p := range problems {

@@ -211,3 +211,79 @@ func TestIngressStatusLoop(t *testing.T) {
 		return strings.Contains(getIngress(t, s, "web").Annotations[api.AnnotationIngressProblems], "web-tls")
 	})
 }
+
+// TestIngressServiceEndpoints: the ingress Service in front of the nodes'
+// proxies gets one EndpointSlice of the Ready nodes (ports http 80, https
+// 443, owned by the Service), rewritten only when the nodes change, and
+// its load-balancer address is published first on served Ingresses.
+func TestIngressServiceEndpoints(t *testing.T) {
+	s := ingressStore(t)
+	ctx := context.Background()
+	if err := s.EnsureNamespaces(ctx, api.IngressNamespace); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.EnsureIngressService(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.EnsureIngressService(ctx); err != nil {
+		t.Fatalf("EnsureIngressService is not idempotent: %v", err)
+	}
+	if err := s.Create(ctx, mkIngress("web", "", "a.example.com", map[string]string{"/": "web"})); err != nil {
+		t.Fatal(err)
+	}
+	c := NewIngressStatus(s, testutil.Logger(t), time.Second)
+	if err := c.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	slice := func() *discoveryv1.EndpointSlice {
+		t.Helper()
+		o, err := s.Get(ctx, sliceKind, api.IngressNamespace, api.IngressNodesSlice)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o.(*discoveryv1.EndpointSlice)
+	}
+	sl := slice()
+	var got []string
+	for _, e := range sl.Endpoints {
+		got = append(got, e.Addresses[0]+"@"+*e.NodeName)
+	}
+	if strings.Join(got, ",") != "192.168.50.2@n2,192.168.50.3@n1" {
+		t.Errorf("endpoints %v, want the Ready nodes", got)
+	}
+	if len(sl.Ports) != 2 || *sl.Ports[0].Name != "http" || *sl.Ports[0].Port != 80 || *sl.Ports[1].Port != 443 {
+		t.Errorf("ports %+v", sl.Ports)
+	}
+	if sl.Labels[api.LabelServiceName] != api.IngressService || len(sl.OwnerReferences) != 1 || sl.OwnerReferences[0].Name != api.IngressService {
+		t.Errorf("labels %v owners %v", sl.Labels, sl.OwnerReferences)
+	}
+	rv := sl.ResourceVersion
+	if err := c.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if slice().ResourceVersion != rv {
+		t.Errorf("an idle pass rewrote the slice")
+	}
+	// The Service gets its load-balancer address: published first.
+	if _, err := s.Mutate(ctx, serviceKind, api.IngressNamespace, api.IngressService, func(o api.Object) error {
+		o.(*corev1.Service).Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "192.168.50.200"}}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Mutate(ctx, nodeKind, "", "n1", func(o api.Object) error {
+		o.(*corev1.Node).Status.Conditions[0].Status = corev1.ConditionUnknown
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := addrsOf(getIngress(t, s, "web")); got != "192.168.50.200,192.168.50.2" {
+		t.Errorf("addresses %q, want the LB address then the Ready node", got)
+	}
+	if sl := slice(); len(sl.Endpoints) != 1 || sl.Endpoints[0].Addresses[0] != "192.168.50.2" {
+		t.Errorf("a NotReady node stays in the slice: %+v", sl.Endpoints)
+	}
+}

@@ -7,7 +7,9 @@ import (
 	"github.com/podnet/podnet/internal/api"
 	"github.com/podnet/podnet/internal/ingress/route"
 	networkingv1 "k8s.io/api/networking/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -27,6 +29,33 @@ func (s *Store) EnsureIngressClass(ctx context.Context) error {
 	}
 	if err := s.Create(ctx, ic); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("ensure ingressclass %s: %w", route.ClassName, err)
+	}
+	return nil
+}
+
+// EnsureIngressService creates, when missing, the Service
+// api.IngressNamespace/api.IngressService in front of the nodes' ingress
+// proxies: type LoadBalancer (so a cluster with a load-balancer range
+// gives its Ingresses one address, announced and forwarded like any
+// Service's), ports http 80 and https 443, no selector: its endpoints are
+// the Ready nodes, written by the ingress-status controller. An existing
+// Service of that name is left alone (a user may make it ClusterIP).
+func (s *Store) EnsureIngressService(ctx context.Context) error {
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: api.IngressNamespace, Name: api.IngressService,
+			Labels: map[string]string{"app.kubernetes.io/component": "controller", "app.kubernetes.io/name": "podnet"},
+		},
+		Spec: corev1.ServiceSpec{
+			Type: corev1.ServiceTypeLoadBalancer,
+			Ports: []corev1.ServicePort{
+				{Name: "http", Protocol: corev1.ProtocolTCP, Port: 80, TargetPort: intstr.FromString("http")},
+				{Name: "https", Protocol: corev1.ProtocolTCP, Port: 443, TargetPort: intstr.FromString("https")},
+			},
+		},
+	}
+	if err := s.Create(ctx, svc); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("ensure service %s/%s: %w", api.IngressNamespace, api.IngressService, err)
 	}
 	return nil
 }
