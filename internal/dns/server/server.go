@@ -49,7 +49,7 @@ type Server struct {
 
 	pc  net.PacketConn
 	ln  net.Listener
-	udp *dns.Server
+	udp *udpServer
 	tcp *dns.Server
 }
 
@@ -90,28 +90,35 @@ func newServer(addr string, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{addr: addr, log: log.With("addr", addr), pc: pc, ln: ln}
-	s.udp = &dns.Server{PacketConn: pc, Handler: s, UDPSize: dns.MaxMsgSize, ReadTimeout: 2 * time.Second}
+	if s.udp, err = newUDPServer(pc.(*net.UDPConn), s); err != nil {
+		pc.Close()
+		ln.Close()
+		return nil, err
+	}
 	s.tcp = &dns.Server{Listener: ln, Handler: s, ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second, IdleTimeout: func() time.Duration { return 10 * time.Second }}
 	return s, nil
 }
 
 func (s *Server) start() {
-	for _, srv := range []*dns.Server{s.udp, s.tcp} {
-		go func() {
-			if err := srv.ActivateAndServe(); err != nil && !errors.Is(err, net.ErrClosed) {
-				s.log.Error("dns server stopped", "err", err)
-			}
-		}()
-	}
+	go func() {
+		if err := s.udp.serve(); err != nil && !errors.Is(err, net.ErrClosed) {
+			s.log.Error("dns server stopped", "err", err)
+		}
+	}()
+	go func() {
+		if err := s.tcp.ActivateAndServe(); err != nil && !errors.Is(err, net.ErrClosed) {
+			s.log.Error("dns server stopped", "err", err)
+		}
+	}()
 }
 
 func (s *Server) shutdown(ctx context.Context) {
-	for _, srv := range []*dns.Server{s.udp, s.tcp} {
-		if err := srv.ShutdownContext(ctx); err != nil {
-			// Not started yet or already stopped: close the sockets.
-			s.pc.Close()
-			s.ln.Close()
-		}
+	if err := s.udp.shutdown(ctx); err != nil {
+		s.pc.Close()
+	}
+	if err := s.tcp.ShutdownContext(ctx); err != nil {
+		// Not started yet or already stopped: close the socket.
+		s.ln.Close()
 	}
 }
 
