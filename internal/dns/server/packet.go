@@ -23,10 +23,11 @@ func NewPacketHandler(corefile string) (*PacketHandler, error) {
 	if err != nil {
 		return nil, err
 	}
-	all := &route{zones: map[string]*pdns.Config{}, server: "dns://:53"}
+	all := &route{zones: map[string]*pdns.Config{}, ctxs: map[string]context.Context{}, server: "dns://:53"}
 	for _, t := range tables(inst) {
 		for z, c := range t.zones {
 			all.zones[z] = c
+			all.ctxs[z] = queryContext(context.Background(), all.server, z, c)
 		}
 	}
 	s := &Server{log: slog.New(slog.DiscardHandler)}

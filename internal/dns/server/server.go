@@ -34,6 +34,9 @@ import (
 // route is one address's routing table: zone to server block.
 type route struct {
 	zones map[string]*pdns.Config
+	// ctxs holds each zone's query context (ServerInfo, debug), made once
+	// per table rather than per query.
+	ctxs map[string]context.Context
 	// info caches the ServerInfo server label.
 	server string
 	// chaos is set when a block on this address has the chaos plugin:
@@ -157,7 +160,8 @@ func (s *Server) serve(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) {
 		reply(w, r, dns.RcodeRefused)
 		return
 	}
-	sw := &scrubWriter{ResponseWriter: w, req: pdns.NewRequest(w, r)}
+	sw := &scrubWriter{ResponseWriter: w}
+	sw.req = pdns.Request{W: w, Req: r}
 	if r.Question[0].Qclass != dns.ClassINET && !t.chaos {
 		// CoreDNS refuses other classes unless chaos is configured.
 		reply(sw, r, dns.RcodeRefused)
@@ -170,14 +174,25 @@ func (s *Server) serve(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) {
 		reply(sw, r, dns.RcodeRefused)
 		return
 	}
-	ctx = pdns.WithServerInfo(ctx, pdns.ServerInfo{Server: t.server, Zone: zone, Config: cfg})
-	if cfg.Debug {
-		ctx = pdns.WithDebug(ctx)
+	if c, ok := t.ctxs[zone]; ok && ctx == context.Background() {
+		ctx = c
+	} else {
+		ctx = queryContext(ctx, t.server, zone, cfg)
 	}
 	rcode, _ := cfg.Chain().ServeDNS(ctx, sw, r)
 	if !pdns.ClientWrite(rcode) {
 		reply(sw, r, rcode)
 	}
+}
+
+// queryContext is parent with what the chain of cfg learns of the query's
+// server block.
+func queryContext(parent context.Context, server, zone string, cfg *pdns.Config) context.Context {
+	ctx := pdns.WithServerInfo(parent, pdns.ServerInfo{Server: server, Zone: zone, Config: cfg})
+	if cfg.Debug {
+		ctx = pdns.WithDebug(ctx)
+	}
+	return ctx
 }
 
 // match finds the block of name (lower case): the longest zone that
@@ -225,7 +240,7 @@ func reply(w dns.ResponseWriter, r *dns.Msg, rcode int) {
 // scrubWriter fits every reply to the client before writing it.
 type scrubWriter struct {
 	dns.ResponseWriter
-	req *pdns.Request
+	req pdns.Request
 }
 
 func (w *scrubWriter) WriteMsg(m *dns.Msg) error {
@@ -301,10 +316,11 @@ func tables(inst *pdns.Instance) map[string]*route {
 				addr := net.JoinHostPort(h, k.Port)
 				t, ok := out[addr]
 				if !ok {
-					t = &route{zones: map[string]*pdns.Config{}, server: "dns://" + addr}
+					t = &route{zones: map[string]*pdns.Config{}, ctxs: map[string]context.Context{}, server: "dns://" + addr}
 					out[addr] = t
 				}
 				t.zones[k.Zone] = cfg
+				t.ctxs[k.Zone] = queryContext(context.Background(), t.server, k.Zone, cfg)
 				t.chaos = t.chaos || cfg.Handler("chaos") != nil
 			}
 		}
