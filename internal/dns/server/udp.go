@@ -314,6 +314,9 @@ var packBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b
 
 func (r *udpResponse) LocalAddr() net.Addr { return r.u.local }
 
+// UDPWriter implements pdns.UDPWriter.
+func (r *udpResponse) UDPWriter() bool { return true }
+
 func (r *udpResponse) RemoteAddr() net.Addr {
 	if r.remote == nil {
 		if r.session != nil {
