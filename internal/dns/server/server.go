@@ -12,6 +12,10 @@
 // Every reply goes through a writer that fits it to the client: the OPT
 // record with the client's buffer size, name compression, and truncation
 // with TC set when it does not fit in UDP.
+//
+// TCP is miekg/dns's Server; UDP is this package's own loop (udp.go),
+// which decodes and replies as miekg/dns does but serves queries on a pool
+// of long-lived workers.
 package server
 
 import (
