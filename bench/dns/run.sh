@@ -67,11 +67,16 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# freeport prints a port free for UDP and TCP on 127.0.0.1.
+# freeport prints a port free for UDP and TCP on 127.0.0.1, below the
+# kernel's ephemeral range (ip_local_port_range): a port in it can be taken
+# at any moment by another process's outgoing connection, which ss's
+# listener check does not see (on a box running other tests, binds failed).
 freeport() {
-  local p
+  local p lo
+  lo=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+  [ "$lo" -gt 12000 ] || lo=32768
   for _ in $(seq 50); do
-    p=$((20000 + RANDOM % 30000))
+    p=$((10000 + RANDOM % (lo - 10000)))
     if ! ss -Hlnu "sport = :$p" | grep -q . && ! ss -Hlnt "sport = :$p" | grep -q .; then
       echo "$p"; return
     fi

@@ -118,8 +118,16 @@ func (r *Request) remote() string {
 // Proto is "udp" or "tcp".
 func (r *Request) Proto() string { return Proto(r.W) }
 
+// UDPWriter is implemented by the server's own UDP ResponseWriter, so
+// Proto need not build its *net.UDPAddr (two allocations) to see the
+// transport. Wrappers that embed a dns.ResponseWriter do not promote it.
+type UDPWriter interface{ UDPWriter() bool }
+
 // Proto is the transport of w, "udp" or "tcp".
 func Proto(w dns.ResponseWriter) string {
+	if u, ok := w.(UDPWriter); ok && u.UDPWriter() {
+		return "udp"
+	}
 	if w == nil || w.RemoteAddr() == nil {
 		return "udp"
 	}

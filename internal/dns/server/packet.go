@@ -23,10 +23,11 @@ func NewPacketHandler(corefile string) (*PacketHandler, error) {
 	if err != nil {
 		return nil, err
 	}
-	all := &route{zones: map[string]*pdns.Config{}, server: "dns://:53"}
+	all := &route{zones: map[string]*pdns.Config{}, ctxs: map[string]context.Context{}, server: "dns://:53"}
 	for _, t := range tables(inst) {
 		for z, c := range t.zones {
 			all.zones[z] = c
+			all.ctxs[z] = queryContext(context.Background(), all.server, z, c)
 		}
 	}
 	s := &Server{log: slog.New(slog.DiscardHandler)}
@@ -34,50 +35,24 @@ func NewPacketHandler(corefile string) (*PacketHandler, error) {
 	return &PacketHandler{s: s}, nil
 }
 
-// ServePacket decodes b as miekg/dns's server does (header checks, then
+// ServePacket decodes b as the UDP server does (header checks, then
 // unpack; FORMERR or NOTIMP for rejected ones, nothing for ignored ones),
 // serves it, and returns the packed reply or nil.
 func (h *PacketHandler) ServePacket(b []byte) []byte {
-	w := &packetWriter{}
-	var dh dns.Header
 	if len(b) < 12 {
 		return nil
 	}
-	dh.Id = uint16(b[0])<<8 | uint16(b[1])
-	dh.Bits = uint16(b[2])<<8 | uint16(b[3])
-	dh.Qdcount = uint16(b[4])<<8 | uint16(b[5])
-	dh.Ancount = uint16(b[6])<<8 | uint16(b[7])
-	dh.Nscount = uint16(b[8])<<8 | uint16(b[9])
-	dh.Arcount = uint16(b[10])<<8 | uint16(b[11])
-	req := new(dns.Msg)
-	switch dns.DefaultMsgAcceptFunc(dh) {
-	case dns.MsgIgnore:
+	w := &packetWriter{}
+	req, reject := decodeQuery(b)
+	switch {
+	case req == nil:
 		return nil
-	case dns.MsgReject, dns.MsgRejectNotImplemented:
-		return rejectReply(b, dns.DefaultMsgAcceptFunc(dh))
+	case reject != nil:
+		w.WriteMsg(reject)
+	default:
+		h.s.serve(context.Background(), w, req)
 	}
-	if err := req.Unpack(b); err != nil {
-		return rejectReply(b, dns.MsgReject)
-	}
-	h.s.serve(context.Background(), w, req)
 	return w.out
-}
-
-// rejectReply is the header-only reply miekg/dns sends to a rejected query.
-func rejectReply(b []byte, a dns.MsgAcceptAction) []byte {
-	m := new(dns.Msg)
-	m.Id = uint16(b[0])<<8 | uint16(b[1])
-	m.Response = true
-	m.Opcode = int(b[2]>>3) & 0xf
-	m.Rcode = dns.RcodeFormatError
-	if a == dns.MsgRejectNotImplemented {
-		m.Rcode = dns.RcodeNotImplemented
-	}
-	out, err := m.Pack()
-	if err != nil {
-		return nil
-	}
-	return out
 }
 
 type packetWriter struct{ out []byte }

@@ -12,6 +12,10 @@
 // Every reply goes through a writer that fits it to the client: the OPT
 // record with the client's buffer size, name compression, and truncation
 // with TC set when it does not fit in UDP.
+//
+// TCP is miekg/dns's Server; UDP is this package's own loop (udp.go),
+// which decodes and replies as miekg/dns does but serves queries on a pool
+// of long-lived workers.
 package server
 
 import (
@@ -34,6 +38,9 @@ import (
 // route is one address's routing table: zone to server block.
 type route struct {
 	zones map[string]*pdns.Config
+	// ctxs holds each zone's query context (ServerInfo, debug), made once
+	// per table rather than per query.
+	ctxs map[string]context.Context
 	// info caches the ServerInfo server label.
 	server string
 	// chaos is set when a block on this address has the chaos plugin:
@@ -49,7 +56,7 @@ type Server struct {
 
 	pc  net.PacketConn
 	ln  net.Listener
-	udp *dns.Server
+	udp *udpServer
 	tcp *dns.Server
 }
 
@@ -90,28 +97,35 @@ func newServer(addr string, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{addr: addr, log: log.With("addr", addr), pc: pc, ln: ln}
-	s.udp = &dns.Server{PacketConn: pc, Handler: s, UDPSize: dns.MaxMsgSize, ReadTimeout: 2 * time.Second}
+	if s.udp, err = newUDPServer(pc.(*net.UDPConn), s); err != nil {
+		pc.Close()
+		ln.Close()
+		return nil, err
+	}
 	s.tcp = &dns.Server{Listener: ln, Handler: s, ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second, IdleTimeout: func() time.Duration { return 10 * time.Second }}
 	return s, nil
 }
 
 func (s *Server) start() {
-	for _, srv := range []*dns.Server{s.udp, s.tcp} {
-		go func() {
-			if err := srv.ActivateAndServe(); err != nil && !errors.Is(err, net.ErrClosed) {
-				s.log.Error("dns server stopped", "err", err)
-			}
-		}()
-	}
+	go func() {
+		if err := s.udp.serve(); err != nil && !errors.Is(err, net.ErrClosed) {
+			s.log.Error("dns server stopped", "err", err)
+		}
+	}()
+	go func() {
+		if err := s.tcp.ActivateAndServe(); err != nil && !errors.Is(err, net.ErrClosed) {
+			s.log.Error("dns server stopped", "err", err)
+		}
+	}()
 }
 
 func (s *Server) shutdown(ctx context.Context) {
-	for _, srv := range []*dns.Server{s.udp, s.tcp} {
-		if err := srv.ShutdownContext(ctx); err != nil {
-			// Not started yet or already stopped: close the sockets.
-			s.pc.Close()
-			s.ln.Close()
-		}
+	if err := s.udp.shutdown(ctx); err != nil {
+		s.pc.Close()
+	}
+	if err := s.tcp.ShutdownContext(ctx); err != nil {
+		// Not started yet or already stopped: close the socket.
+		s.ln.Close()
 	}
 }
 
@@ -150,7 +164,8 @@ func (s *Server) serve(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) {
 		reply(w, r, dns.RcodeRefused)
 		return
 	}
-	sw := &scrubWriter{ResponseWriter: w, req: pdns.NewRequest(w, r)}
+	sw := &scrubWriter{ResponseWriter: w}
+	sw.req = pdns.Request{W: w, Req: r}
 	if r.Question[0].Qclass != dns.ClassINET && !t.chaos {
 		// CoreDNS refuses other classes unless chaos is configured.
 		reply(sw, r, dns.RcodeRefused)
@@ -163,14 +178,25 @@ func (s *Server) serve(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) {
 		reply(sw, r, dns.RcodeRefused)
 		return
 	}
-	ctx = pdns.WithServerInfo(ctx, pdns.ServerInfo{Server: t.server, Zone: zone, Config: cfg})
-	if cfg.Debug {
-		ctx = pdns.WithDebug(ctx)
+	if c, ok := t.ctxs[zone]; ok && ctx == context.Background() {
+		ctx = c
+	} else {
+		ctx = queryContext(ctx, t.server, zone, cfg)
 	}
 	rcode, _ := cfg.Chain().ServeDNS(ctx, sw, r)
 	if !pdns.ClientWrite(rcode) {
 		reply(sw, r, rcode)
 	}
+}
+
+// queryContext is parent with what the chain of cfg learns of the query's
+// server block.
+func queryContext(parent context.Context, server, zone string, cfg *pdns.Config) context.Context {
+	ctx := pdns.WithServerInfo(parent, pdns.ServerInfo{Server: server, Zone: zone, Config: cfg})
+	if cfg.Debug {
+		ctx = pdns.WithDebug(ctx)
+	}
+	return ctx
 }
 
 // match finds the block of name (lower case): the longest zone that
@@ -218,7 +244,7 @@ func reply(w dns.ResponseWriter, r *dns.Msg, rcode int) {
 // scrubWriter fits every reply to the client before writing it.
 type scrubWriter struct {
 	dns.ResponseWriter
-	req *pdns.Request
+	req pdns.Request
 }
 
 func (w *scrubWriter) WriteMsg(m *dns.Msg) error {
@@ -294,10 +320,11 @@ func tables(inst *pdns.Instance) map[string]*route {
 				addr := net.JoinHostPort(h, k.Port)
 				t, ok := out[addr]
 				if !ok {
-					t = &route{zones: map[string]*pdns.Config{}, server: "dns://" + addr}
+					t = &route{zones: map[string]*pdns.Config{}, ctxs: map[string]context.Context{}, server: "dns://" + addr}
 					out[addr] = t
 				}
 				t.zones[k.Zone] = cfg
+				t.ctxs[k.Zone] = queryContext(context.Background(), t.server, k.Zone, cfg)
 				t.chaos = t.chaos || cfg.Handler("chaos") != nil
 			}
 		}

@@ -13,7 +13,6 @@ package cache
 
 import (
 	"context"
-	"hash/fnv"
 	"math"
 	"strings"
 	"time"
@@ -96,8 +95,11 @@ func (c *Cache) server(ctx context.Context) string {
 	return c.ServerName(ctx)
 }
 
+// key is the 64-bit FNV-1 hash (hash/fnv's New64) of the flags, type,
+// class and name, computed without allocating.
 func key(qname string, qtype, qclass uint16, do, cd bool) uint64 {
-	h := fnv.New64()
+	const prime = 1099511628211
+	h := uint64(14695981039346656037)
 	var b [6]byte
 	if do {
 		b[0] = 1
@@ -107,9 +109,15 @@ func key(qname string, qtype, qclass uint16, do, cd bool) uint64 {
 	}
 	b[2], b[3] = byte(qtype>>8), byte(qtype)
 	b[4], b[5] = byte(qclass>>8), byte(qclass)
-	h.Write(b[:])
-	h.Write([]byte(qname))
-	return h.Sum64()
+	for _, c := range b {
+		h *= prime
+		h ^= uint64(c)
+	}
+	for i := 0; i < len(qname); i++ {
+		h *= prime
+		h ^= uint64(qname[i])
+	}
+	return h
 }
 
 // ServeDNS implements the plugin interface.
@@ -117,20 +125,21 @@ func (c *Cache) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) 
 	if r.Opcode != dns.OpcodeQuery || len(r.Question) == 0 {
 		return plugutil.NextOrFailure(c.Name(), c.Next, ctx, w, r)
 	}
-	rc := r.Copy() // later plugins must not see our changes, nor we theirs
-	q := rc.Question[0]
+	// Later plugins must not see our changes, nor we theirs: whatever goes
+	// on down the chain gets a copy. A hit only reads r.
+	q := r.Question[0]
 	qname := strings.ToLower(q.Name)
 	if !plugutil.Zones(c.cfg.Zones).Contains(qname) {
-		return plugutil.NextOrFailure(c.Name(), c.Next, ctx, w, rc)
+		return plugutil.NextOrFailure(c.Name(), c.Next, ctx, w, r.Copy())
 	}
-	do, cd, ad := plugutil.DO(rc), rc.CheckingDisabled, rc.AuthenticatedData
+	do, cd, ad := plugutil.DO(r), r.CheckingDisabled, r.AuthenticatedData
 	k := key(qname, q.Qtype, q.Qclass, do, cd)
 	now := c.now()
 	server := c.server(ctx)
 
 	it := c.get(k, q, now, server)
 	if it == nil {
-		refresh := rc.Copy()
+		refresh := r.Copy()
 		refresh.AuthenticatedData = true
 		cw := &writer{ResponseWriter: w, c: c, req: refresh, key: k, qname: qname, do: do, ad: ad, server: server}
 		ret, err := plugutil.NextOrFailure(c.Name(), c.Next, ctx, cw, refresh)
@@ -143,8 +152,12 @@ func (c *Cache) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) 
 		return ret, err
 	}
 
+	rc := r // copied below when the chain will see it
 	ttl := it.ttl(now)
 	stale := ttl <= 0
+	if stale || c.cfg.Prefetch > 0 {
+		rc = r.Copy()
+	}
 	if stale {
 		if c.cfg.VerifyStale {
 			if served, ret, err := c.verify(ctx, w, rc, it, k, qname, do, ad, server); served {

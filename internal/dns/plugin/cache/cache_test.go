@@ -2,6 +2,7 @@ package cache
 
 import (
 	"context"
+	"hash/fnv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -277,5 +278,31 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met in 5s")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestKeyIsFNV64: the inlined hash is hash/fnv's New64 over the flags,
+// type, class and name, as before.
+func TestKeyIsFNV64(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		qt, qc uint16
+		do, cd bool
+	}{{"example.org.", dns.TypeA, dns.ClassINET, false, false}, {"", 0, 0, true, true}, {"a.b.c.", dns.TypeAAAA, dns.ClassCHAOS, true, false}} {
+		h := fnv.New64()
+		var b [6]byte
+		if tc.do {
+			b[0] = 1
+		}
+		if tc.cd {
+			b[1] = 1
+		}
+		b[2], b[3] = byte(tc.qt>>8), byte(tc.qt)
+		b[4], b[5] = byte(tc.qc>>8), byte(tc.qc)
+		h.Write(b[:])
+		h.Write([]byte(tc.name))
+		if got, want := key(tc.name, tc.qt, tc.qc, tc.do, tc.cd), h.Sum64(); got != want {
+			t.Errorf("key(%q) = %x, want %x", tc.name, got, want)
+		}
 	}
 }

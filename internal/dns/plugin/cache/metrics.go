@@ -1,6 +1,10 @@
 package cache
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 // Metrics are the cache's Prometheus series, named as CoreDNS names them.
 // A nil *Metrics records nothing.
@@ -13,6 +17,31 @@ type Metrics struct {
 	Drops       *prometheus.CounterVec
 	ServedStale *prometheus.CounterVec
 	Evictions   *prometheus.CounterVec
+
+	// hot caches the per-query series of each (server, zones), so a query
+	// does not hash its label values (WithLabelValues) three times.
+	hot sync.Map // hotKey -> *hotSeries
+}
+
+type hotKey struct{ server, zones string }
+
+type hotSeries struct {
+	requests, misses, hitSuccess, hitDenial prometheus.Counter
+}
+
+func (m *Metrics) series(server, zones string) *hotSeries {
+	k := hotKey{server, zones}
+	if v, ok := m.hot.Load(k); ok {
+		return v.(*hotSeries)
+	}
+	hs := &hotSeries{
+		requests:   m.Requests.WithLabelValues(server, zones, ""),
+		misses:     m.Misses.WithLabelValues(server, zones, ""),
+		hitSuccess: m.Hits.WithLabelValues(server, "success", zones, ""),
+		hitDenial:  m.Hits.WithLabelValues(server, "denial", zones, ""),
+	}
+	v, _ := m.hot.LoadOrStore(k, hs)
+	return v.(*hotSeries)
 }
 
 // NewMetrics makes the series and registers them with reg (when not nil);
@@ -57,19 +86,27 @@ func registerOr[T prometheus.Collector](reg prometheus.Registerer, c T) T {
 
 func (m *Metrics) request(server, zones string) {
 	if m != nil {
-		m.Requests.WithLabelValues(server, zones, "").Inc()
+		m.series(server, zones).requests.Inc()
 	}
 }
 
 func (m *Metrics) hit(server, typ, zones string) {
-	if m != nil {
+	if m == nil {
+		return
+	}
+	switch typ {
+	case "success":
+		m.series(server, zones).hitSuccess.Inc()
+	case "denial":
+		m.series(server, zones).hitDenial.Inc()
+	default:
 		m.Hits.WithLabelValues(server, typ, zones, "").Inc()
 	}
 }
 
 func (m *Metrics) miss(server, zones string) {
 	if m != nil {
-		m.Misses.WithLabelValues(server, zones, "").Inc()
+		m.series(server, zones).misses.Inc()
 	}
 }
 

@@ -115,6 +115,9 @@ func (f *Forward) list() []*Proxy {
 		out := make([]*Proxy, 0, n)
 		return append(append(out, f.proxies[i:]...), f.proxies[:i]...)
 	default:
+		if len(f.proxies) == 1 {
+			return f.proxies // nothing to shuffle; the caller only reads
+		}
 		out := slices.Clone(f.proxies)
 		rand.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
 		return out

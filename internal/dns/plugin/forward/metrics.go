@@ -2,6 +2,7 @@ package forward
 
 import (
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/miekg/dns"
@@ -15,6 +16,15 @@ type Metrics struct {
 	HCFailures     *prometheus.CounterVec
 	HCBroken       prometheus.Counter
 	MaxConcRejects prometheus.Counter
+
+	// observers caches Duration's series per (to, rcode), so an exchange
+	// does not hash its label values.
+	observers sync.Map // obsKey -> prometheus.Observer
+}
+
+type obsKey struct {
+	to    string
+	rcode int
 }
 
 // NewMetrics makes and registers the series (reusing ones already registered).
@@ -54,11 +64,18 @@ func (m *Metrics) observe(to string, rcode int, d time.Duration) {
 	if m == nil {
 		return
 	}
+	k := obsKey{to, rcode}
+	if o, ok := m.observers.Load(k); ok {
+		o.(prometheus.Observer).Observe(d.Seconds())
+		return
+	}
 	rc, ok := dns.RcodeToString[rcode]
 	if !ok {
 		rc = strconv.Itoa(rcode)
 	}
-	m.Duration.WithLabelValues("forward", to, rc).Observe(d.Seconds())
+	o := m.Duration.WithLabelValues("forward", to, rc)
+	m.observers.Store(k, o)
+	o.Observe(d.Seconds())
 }
 
 func (m *Metrics) hcFailure(to string) {

@@ -2,6 +2,7 @@ package forward
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -122,11 +123,30 @@ func (p *Proxy) put(proto string, c *dns.Conn) {
 func (p *Proxy) exchange(ctx context.Context, r *dns.Msg, proto string, udpSize uint16) (*dns.Msg, error) {
 	start := time.Now()
 	origID := r.Id
-	q := r.Copy()
-	q.Id = dns.Id()
-	wire, err := q.Pack()
+	id := newID()
+	// The query goes out as r with a fresh ID. Without EDNS, packing r
+	// leaves it untouched, so pack it as is and write the ID into the wire
+	// form; with an OPT record Pack rewrites its extended rcode bits, so
+	// pack a copy, as before.
+	bp := packBufs.Get().(*[]byte)
+	defer packBufs.Put(bp)
+	var wire []byte
+	var err error
+	if r.IsEdns0() == nil {
+		wire, err = r.PackBuffer(*bp)
+		if err == nil {
+			wire[0], wire[1] = byte(id>>8), byte(id)
+		}
+	} else {
+		q := r.Copy()
+		q.Id = id
+		wire, err = q.PackBuffer(*bp)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", errInvalidRequest, err)
+	}
+	if cap(wire) <= 4096 {
+		*bp = wire[:cap(wire)]
 	}
 	c, cached, err := p.get(proto)
 	if err != nil {
@@ -157,7 +177,7 @@ func (p *Proxy) exchange(ctx context.Context, r *dns.Msg, proto string, udpSize 
 			ret, err = c.ReadMsg()
 		}
 		if err != nil {
-			if proto == "udp" && ((ret == nil && errors.Is(err, dns.ErrShortRead)) || (ret != nil && ret.Id != q.Id)) {
+			if proto == "udp" && ((ret == nil && errors.Is(err, dns.ErrShortRead)) || (ret != nil && ret.Id != id)) {
 				continue
 			}
 			c.Close()
@@ -166,7 +186,7 @@ func (p *Proxy) exchange(ctx context.Context, r *dns.Msg, proto string, udpSize 
 			}
 			return nil, err
 		}
-		if ret.Id == q.Id {
+		if ret.Id == id {
 			break
 		}
 		// a late reply to an earlier query on this socket: skip it
@@ -175,6 +195,17 @@ func (p *Proxy) exchange(ctx context.Context, r *dns.Msg, proto string, udpSize 
 	ret.Id = origID
 	p.metrics.observe(p.addr, ret.Rcode, time.Since(start))
 	return ret, nil
+}
+
+// packBufs holds the buffers queries are packed into.
+var packBufs = sync.Pool{New: func() any { b := make([]byte, 512); return &b }}
+
+// newID is a random message ID from crypto/rand, as dns.Id makes, without
+// its reflection-based binary.Read.
+func newID() uint16 {
+	var b [2]byte
+	_, _ = rand.Read(b[:]) // never fails (crypto/rand)
+	return uint16(b[0])<<8 | uint16(b[1])
 }
 
 // udpBufs holds the 64 KiB buffers UDP replies are read into: dns.Conn's
@@ -195,10 +226,9 @@ func readUDP(c *dns.Conn) (*dns.Msg, error) {
 	if n < 12 { // the DNS header
 		return nil, dns.ErrShortRead
 	}
-	// The message keeps no reference to its wire form, but copy it anyway
-	// so nothing can alias the pooled buffer: a small allocation.
-	wire := make([]byte, n)
-	copy(wire, (*bp)[:n])
+	// Unpacking copies every field out of the wire form (miekg/dns's own
+	// server unpacks from its pooled buffers the same way).
+	wire := (*bp)[:n]
 	m := new(dns.Msg)
 	if err := m.Unpack(wire); err != nil {
 		return m, err
