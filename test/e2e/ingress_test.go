@@ -9,6 +9,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"math/big"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -189,6 +190,26 @@ func TestClusterIngress(t *testing.T) {
 		out, _ := c.podnet("get", "ingress", "web")
 		return strings.Contains(out, strings.Join(ips, ",")), out
 	})
+	// The ingress Service (type LoadBalancer, the nodes as endpoints) gives
+	// the Ingresses one address of the LAN: listed first in ADDRESS, and
+	// outside reaches the proxies through it, over HTTP and HTTPS.
+	var lbIP string
+	eventually(t, "the ingress Service's LoadBalancer address", 20*time.Second, func() (bool, string) {
+		out, _ := c.podnet("get", "svc", "-n", "kube-system", "podnet-ingress", "-o", "jsonpath={.status.loadBalancer.ingress[0].ip}")
+		lbIP = strings.TrimSpace(out)
+		return net.ParseIP(lbIP) != nil, out
+	})
+	eventually(t, "the LB address first in ADDRESS", 20*time.Second, func() (bool, string) {
+		out, _ := c.podnet("get", "ingress", "web")
+		return strings.Contains(out, lbIP+","+strings.Join(ips, ",")), out
+	})
+	eventually(t, "plain.test through the LB address "+lbIP, 20*time.Second, func() (bool, string) {
+		out := curl("-H", "Host: plain.test", "http://"+lbIP+"/app/via-lb")
+		return strings.Contains(out, "\npath: /via-lb\n"), out
+	})
+	if out := curl("--cacert", caFile, "--resolve", "web.test:443:"+lbIP, "https://web.test/app/secure-lb"); !strings.Contains(out, "\npath: /secure-lb\n") {
+		t.Errorf("HTTPS web.test through the LB address: %q", out)
+	}
 	eventually(t, "the missing Service described", 20*time.Second, func() (bool, string) {
 		out, _ := c.podnet("describe", "ingress", "broken")
 		return strings.Contains(out, "Problems") && strings.Contains(out, "nope"), out
