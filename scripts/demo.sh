@@ -162,6 +162,14 @@ podnet cluster exec outside -- curl -sS -m 5 --resolve api.example:80:$N1 http:/
 step "an unknown host gets the default backend's 404"
 podnet cluster exec outside -- curl -sS -m 5 -w ' (HTTP %{http_code})\n' --resolve nobody.example:80:$N1 http://nobody.example/
 
+ING_LB=$(podnet get svc -n kube-system podnet-ingress -o jsonpath='{.status.loadBalancer.ingress[0].ip}')
+if [ -n "$ING_LB" ]; then
+  step "the Ingresses' own LAN address $ING_LB (the Service kube-system/podnet-ingress, type LoadBalancer, in front of every node's proxy)"
+  podnet get svc -n kube-system podnet-ingress
+  podnet cluster exec outside -- curl -sS -m 5 --cacert "$WORK/tls.crt" \
+    --resolve hello.example:443:$ING_LB https://hello.example/app/through-the-lb
+fi
+
 step "the rules that do it, on n2: one map lookup per packet, whatever the number of Services"
 podnet cluster exec $NAME-n2 -- nft list map inet podnet service-ips
 podnet cluster exec $NAME-n2 -- nft list map inet podnet service-eps
