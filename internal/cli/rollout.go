@@ -52,6 +52,34 @@ func deploymentArg(args []string) (*api.Kind, string, error) {
 	return k, names[0], nil
 }
 
+// rolloutBody is what a rollout subcommand does once its deployment is
+// resolved and the store is open.
+type rolloutBody func(ctx context.Context, s *store.Store, k *api.Kind, name string) error
+
+// rolloutRunE is the RunE of a rollout subcommand: it resolves the one
+// deployment of args, runs check on the flags (nil: none), opens the
+// store, and runs body with them.
+func (g *globals) rolloutRunE(check func() error, body rolloutBody) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		k, name, err := deploymentArg(args)
+		if err != nil {
+			return err
+		}
+		if check != nil {
+			if err := check(); err != nil {
+				return err
+			}
+		}
+		ctx := cmd.Context()
+		s, done, err := g.store(ctx)
+		if err != nil {
+			return err
+		}
+		defer done()
+		return body(ctx, s, k, name)
+	}
+}
+
 // rolloutStatus says where a deployment's rollout is, judged from its
 // status and observedGeneration as kubectl judges it: done only once the
 // controller has seen the latest spec, every replica is updated, no old
@@ -87,24 +115,14 @@ func newRolloutStatus(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "status deployment/NAME [--watch=false] [--timeout D]",
 		Short: "Follow a deployment's rollout until it is done",
-		RunE: func(cmd *cobra.Command, args []string) error {
-			k, name, err := deploymentArg(args)
-			if err != nil {
-				return err
-			}
-			ctx := cmd.Context()
-			s, done, err := g.store(ctx)
-			if err != nil {
-				return err
-			}
-			defer done()
+		RunE: g.rolloutRunE(nil, func(ctx context.Context, s *store.Store, k *api.Kind, name string) error {
 			if timeout > 0 {
 				var cancel context.CancelFunc
 				ctx, cancel = context.WithTimeout(ctx, timeout)
 				defer cancel()
 			}
 			return followRollout(ctx, g, s, k, name, watch)
-		},
+		}),
 	}
 	cmd.Flags().BoolVarP(&watch, "watch", "w", true, "keep watching until the rollout is done")
 	cmd.Flags().DurationVar(&timeout, "timeout", 0, "give up after this long (0: never)")
@@ -162,12 +180,8 @@ func newRolloutRestart(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "restart deployment/NAME",
 		Short: "Replace a deployment's pods by a rolling update (sets " + api.AnnotationRestartedAt + ")",
-		RunE: func(cmd *cobra.Command, args []string) error {
-			k, name, err := deploymentArg(args)
-			if err != nil {
-				return err
-			}
-			return g.mutateDeployment(cmd, k, name, "restarted", func(d *appsv1.Deployment) error {
+		RunE: g.rolloutRunE(nil, func(ctx context.Context, s *store.Store, k *api.Kind, name string) error {
+			return g.mutateDeployment(ctx, s, k, name, "restarted", func(d *appsv1.Deployment) error {
 				if d.Spec.Paused {
 					return fmt.Errorf("%s can't restart paused deployment (run rollout resume first)", objectName(d))
 				}
@@ -177,7 +191,7 @@ func newRolloutRestart(g *globals) *cobra.Command {
 				d.Spec.Template.Annotations[api.AnnotationRestartedAt] = time.Now().Format(time.RFC3339)
 				return nil
 			})
-		},
+		}),
 	}
 }
 
@@ -189,12 +203,8 @@ func newRolloutPause(g *globals, pause bool) *cobra.Command {
 	return &cobra.Command{
 		Use:   use + " deployment/NAME",
 		Short: short,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			k, name, err := deploymentArg(args)
-			if err != nil {
-				return err
-			}
-			return g.mutateDeployment(cmd, k, name, verb, func(d *appsv1.Deployment) error {
+		RunE: g.rolloutRunE(nil, func(ctx context.Context, s *store.Store, k *api.Kind, name string) error {
+			return g.mutateDeployment(ctx, s, k, name, verb, func(d *appsv1.Deployment) error {
 				if d.Spec.Paused == pause {
 					if pause {
 						return fmt.Errorf("%s %q is already paused", kindsName(k), name)
@@ -204,7 +214,7 @@ func newRolloutPause(g *globals, pause bool) *cobra.Command {
 				d.Spec.Paused = pause
 				return nil
 			})
-		},
+		}),
 	}
 }
 
@@ -213,13 +223,7 @@ func kindsName(k *api.Kind) string { return k.GroupResource().String() }
 
 // mutateDeployment changes a deployment (retrying on conflicts) and
 // prints `deployment.apps/NAME <verb>`.
-func (g *globals) mutateDeployment(cmd *cobra.Command, k *api.Kind, name, verb string, fn func(*appsv1.Deployment) error) error {
-	ctx := cmd.Context()
-	s, done, err := g.store(ctx)
-	if err != nil {
-		return err
-	}
-	defer done()
+func (g *globals) mutateDeployment(ctx context.Context, s *store.Store, k *api.Kind, name, verb string, fn func(*appsv1.Deployment) error) error {
 	o, err := s.Mutate(ctx, k, g.namespace, name, func(o api.Object) error { return fn(o.(*appsv1.Deployment)) })
 	if err != nil {
 		return friendly(err)
@@ -312,20 +316,12 @@ func newRolloutUndo(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "undo deployment/NAME [--to-revision N]",
 		Short: "Roll a deployment back to its previous (or a given) revision",
-		RunE: func(cmd *cobra.Command, args []string) error {
-			k, name, err := deploymentArg(args)
-			if err != nil {
-				return err
-			}
+		RunE: g.rolloutRunE(func() error {
 			if toRevision < 0 {
 				return fmt.Errorf("--to-revision %d: must be 0 (the previous revision) or a revision number", toRevision)
 			}
-			ctx := cmd.Context()
-			s, done, err := g.store(ctx)
-			if err != nil {
-				return err
-			}
-			defer done()
+			return nil
+		}, func(ctx context.Context, s *store.Store, k *api.Kind, name string) error {
 			for attempt := 0; ; attempt++ {
 				o, err := s.Get(ctx, k, g.namespace, name)
 				if err != nil {
@@ -358,7 +354,7 @@ func newRolloutUndo(g *globals) *cobra.Command {
 				fmt.Fprintf(g.out, "%s rolled back\n", objectName(d))
 				return nil
 			}
-		},
+		}),
 	}
 	cmd.Flags().Int64Var(&toRevision, "to-revision", 0, "the revision to roll back to (0: the previous one)")
 	return cmd
@@ -369,17 +365,7 @@ func newRolloutHistory(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "history deployment/NAME [--revision N]",
 		Short: "List a deployment's revisions, or show one's pod template",
-		RunE: func(cmd *cobra.Command, args []string) error {
-			k, name, err := deploymentArg(args)
-			if err != nil {
-				return err
-			}
-			ctx := cmd.Context()
-			s, done, err := g.store(ctx)
-			if err != nil {
-				return err
-			}
-			defer done()
+		RunE: g.rolloutRunE(nil, func(ctx context.Context, s *store.Store, k *api.Kind, name string) error {
 			o, err := s.Get(ctx, k, g.namespace, name)
 			if err != nil {
 				return friendly(err)
@@ -419,7 +405,7 @@ func newRolloutHistory(g *globals) *cobra.Command {
 			tw.Flush()
 			fmt.Fprintln(g.out)
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().Int64Var(&rev, "revision", 0, "show the pod template of this revision")
 	return cmd

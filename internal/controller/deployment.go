@@ -96,43 +96,21 @@ func (c *Deployments) Reconcile(ctx context.Context) error {
 }
 
 func (c *Deployments) pass(ctx context.Context) (time.Time, error) {
-	dobjs, _, err := c.s.List(ctx, deployKind, "")
-	if err != nil {
-		return time.Time{}, err
-	}
-	robjs, _, err := c.s.List(ctx, rsKind, "")
-	if err != nil {
-		return time.Time{}, err
-	}
-	pobjs, _, err := c.s.List(ctx, podKind, "")
+	lists, err := listKinds(ctx, c.s, deployKind, rsKind, podKind)
 	if err != nil {
 		return time.Time{}, err
 	}
 	rsByOwner := map[types.UID][]*appsv1.ReplicaSet{}
-	for _, o := range robjs {
+	for _, o := range lists[1] {
 		rs := o.(*appsv1.ReplicaSet)
 		if ref := metav1.GetControllerOf(rs); ref != nil && rs.DeletionTimestamp == nil {
 			rsByOwner[ref.UID] = append(rsByOwner[ref.UID], rs)
 		}
 	}
-	pods := podsByController(pobjs)
-	var next time.Time
-	var firstErr error
-	for _, o := range dobjs {
-		d := o.(*appsv1.Deployment)
-		if d.DeletionTimestamp != nil {
-			continue
-		}
-		due, err := c.deployment(ctx, d, rsByOwner[d.UID], pods)
-		next = soonest(next, due)
-		if err != nil {
-			c.log.Warn("reconcile deployment", "deployment", d.Namespace+"/"+d.Name, "err", err)
-			if firstErr == nil {
-				firstErr = err
-			}
-		}
-	}
-	return next, firstErr
+	pods := podsByController(lists[2])
+	return reconcileEach(lists[0], c.log, "reconcile deployment", "deployment", func(d *appsv1.Deployment) (time.Time, error) {
+		return c.deployment(ctx, d, rsByOwner[d.UID], pods)
+	})
 }
 
 // TemplateHash is the pod-template-hash of a template: FNV-1a of its JSON

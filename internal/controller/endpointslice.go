@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/podnet/podnet/internal/api"
-	"github.com/podnet/podnet/internal/informer"
 	"github.com/podnet/podnet/internal/store"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -101,38 +100,16 @@ func (c *EndpointSlices) Name() string { return "endpointslice" }
 // every resync, so a pass costs no store reads: with thousands of
 // Services a readiness change still reaches its slice in milliseconds.
 func (c *EndpointSlices) Run(ctx context.Context) error {
-	k := make(kick, 1)
-	svcs := informer.New[*corev1.Service](c.s, serviceKind, "", c.log)
-	pods := informer.New[*corev1.Pod](c.s, podKind, "", c.log)
-	slices := informer.New[*discoveryv1.EndpointSlice](c.s, sliceKind, "", c.log)
-	nodes := informer.New[*corev1.Node](c.s, nodeKind, "", c.log)
-	addKick(svcs, k)
-	addKick(pods, k)
-	addKick(slices, k)
-	addKick(nodes, k)
-	for _, run := range []func(context.Context){svcs.Run, pods.Run, slices.Run, nodes.Run} {
-		go run(ctx)
-	}
-	t := time.NewTicker(c.resync)
-	defer t.Stop()
-	for {
-		if svcs.HasSynced() && pods.HasSynced() && slices.HasSynced() && nodes.HasSynced() {
-			w := world{services: svcs.List(), pods: pods.List(), slices: slices.List(), nodes: nodes.List()}
-			if err := c.reconcile(ctx, w); err != nil && ctx.Err() == nil {
-				c.log.Warn("reconcile", "err", err)
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		case <-k:
-		}
-	}
-}
-
-func addKick[T api.Object](i *informer.Informer[T], k kick) {
-	i.AddHandler(informer.Handler[T]{OnUpdate: func(T) { k.poke() }, OnDelete: func(T) { k.poke() }, Synced: k.poke})
+	var cs caches
+	svcs := addCache[*corev1.Service](&cs, c.s, serviceKind, c.log)
+	pods := addCache[*corev1.Pod](&cs, c.s, podKind, c.log)
+	slices := addCache[*discoveryv1.EndpointSlice](&cs, c.s, sliceKind, c.log)
+	nodes := addCache[*corev1.Node](&cs, c.s, nodeKind, c.log)
+	cs.run(ctx, c.resync, c.log, "reconcile", func(ctx context.Context) error {
+		w := world{services: svcs.List(), pods: pods.List(), slices: slices.List(), nodes: nodes.List()}
+		return c.reconcile(ctx, w)
+	})
+	return nil
 }
 
 // Reconcile runs one pass over all Services, pods and slices, read from

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/podnet/podnet/internal/api"
-	"github.com/podnet/podnet/internal/informer"
 	"github.com/podnet/podnet/internal/ingress/route"
 	"github.com/podnet/podnet/internal/store"
 	corev1 "k8s.io/api/core/v1"
@@ -71,41 +70,21 @@ type ingressWorld struct {
 // them on every change and every resync: a pass reads nothing from the
 // store.
 func (c *IngressStatus) Run(ctx context.Context) error {
-	k := make(kick, 1)
-	ings := informer.New[*networkingv1.Ingress](c.s, ingressKind, "", c.log)
-	classes := informer.New[*networkingv1.IngressClass](c.s, ingressClassKind, "", c.log)
-	svcs := informer.New[*corev1.Service](c.s, serviceKind, "", c.log)
-	slices := informer.New[*discoveryv1.EndpointSlice](c.s, sliceKind, "", c.log)
-	secrets := informer.New[*corev1.Secret](c.s, secretKind, "", c.log)
-	nodes := informer.New[*corev1.Node](c.s, nodeKind, "", c.log)
-	addKick(ings, k)
-	addKick(classes, k)
-	addKick(svcs, k)
-	addKick(slices, k)
-	addKick(secrets, k)
-	addKick(nodes, k)
-	for _, run := range []func(context.Context){ings.Run, classes.Run, svcs.Run, slices.Run, secrets.Run, nodes.Run} {
-		go run(ctx)
-	}
-	t := time.NewTicker(c.resync)
-	defer t.Stop()
-	for {
-		if ings.HasSynced() && classes.HasSynced() && svcs.HasSynced() && slices.HasSynced() && secrets.HasSynced() && nodes.HasSynced() {
-			w := ingressWorld{Input: route.Input{
-				Ingresses: ings.List(), IngressClasses: classes.List(), Services: svcs.List(),
-				EndpointSlices: slices.List(), Secrets: secrets.List(),
-			}, nodes: nodes.List()}
-			if err := c.reconcile(ctx, w); err != nil && ctx.Err() == nil {
-				c.log.Warn("reconcile ingress status", "err", err)
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		case <-k:
-		}
-	}
+	var cs caches
+	ings := addCache[*networkingv1.Ingress](&cs, c.s, ingressKind, c.log)
+	classes := addCache[*networkingv1.IngressClass](&cs, c.s, ingressClassKind, c.log)
+	svcs := addCache[*corev1.Service](&cs, c.s, serviceKind, c.log)
+	slices := addCache[*discoveryv1.EndpointSlice](&cs, c.s, sliceKind, c.log)
+	secrets := addCache[*corev1.Secret](&cs, c.s, secretKind, c.log)
+	nodes := addCache[*corev1.Node](&cs, c.s, nodeKind, c.log)
+	cs.run(ctx, c.resync, c.log, "reconcile ingress status", func(ctx context.Context) error {
+		w := ingressWorld{Input: route.Input{
+			Ingresses: ings.List(), IngressClasses: classes.List(), Services: svcs.List(),
+			EndpointSlices: slices.List(), Secrets: secrets.List(),
+		}, nodes: nodes.List()}
+		return c.reconcile(ctx, w)
+	})
+	return nil
 }
 
 // Reconcile runs one pass over everything, read from the store.

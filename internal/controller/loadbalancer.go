@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/podnet/podnet/internal/api"
-	"github.com/podnet/podnet/internal/informer"
 	"github.com/podnet/podnet/internal/lbipam"
 	"github.com/podnet/podnet/internal/store"
 	corev1 "k8s.io/api/core/v1"
@@ -52,26 +51,13 @@ func (c *LoadBalancer) Name() string { return "loadbalancer" }
 // the cluster configuration and the load-balancer claims (one key each per
 // LoadBalancer Service), which are the truth this loop writes.
 func (c *LoadBalancer) Run(ctx context.Context) error {
-	k := make(kick, 1)
-	svcs := informer.New[*corev1.Service](c.s, serviceKind, "", c.log)
-	addKick(svcs, k)
-	go svcs.Run(ctx)
-	go watchKeys(ctx, c.s.Client(), store.ClusterConfigKey, k)
-	t := time.NewTicker(c.resync)
-	defer t.Stop()
-	for {
-		if svcs.HasSynced() {
-			if err := c.reconcile(ctx, svcs.List); err != nil && ctx.Err() == nil {
-				c.log.Warn("reconcile load-balancer addresses", "err", err)
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		case <-k:
-		}
-	}
+	var cs caches
+	svcs := addCache[*corev1.Service](&cs, c.s, serviceKind, c.log)
+	go watchKeys(ctx, c.s.Client(), store.ClusterConfigKey, cs.kick())
+	cs.run(ctx, c.resync, c.log, "reconcile load-balancer addresses", func(ctx context.Context) error {
+		return c.reconcile(ctx, svcs.List)
+	})
+	return nil
 }
 
 // Reconcile runs one pass over all Services and claims, read from the

@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/podnet/podnet/internal/api"
+	"github.com/podnet/podnet/internal/store"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -53,4 +55,41 @@ func soonest(a, b time.Time) time.Time {
 		return a
 	}
 	return b
+}
+
+// listKinds lists every object of each kind, in the order of kinds.
+func listKinds(ctx context.Context, s *store.Store, kinds ...*api.Kind) ([][]api.Object, error) {
+	lists := make([][]api.Object, len(kinds))
+	for i, k := range kinds {
+		objs, _, err := s.List(ctx, k, "")
+		if err != nil {
+			return nil, err
+		}
+		lists[i] = objs
+	}
+	return lists, nil
+}
+
+// reconcileEach runs one on every object of objs (all of type T) that is
+// not marked for deletion, and returns the soonest time one asked to run
+// again and the first error. Each error is logged with msg and the
+// object's namespace/name under key; the other objects still run.
+func reconcileEach[T api.Object](objs []api.Object, log *slog.Logger, msg, key string, one func(T) (time.Time, error)) (time.Time, error) {
+	var next time.Time
+	var firstErr error
+	for _, o := range objs {
+		obj := o.(T)
+		if obj.GetDeletionTimestamp() != nil {
+			continue
+		}
+		due, err := one(obj)
+		next = soonest(next, due)
+		if err != nil {
+			log.Warn(msg, key, obj.GetNamespace()+"/"+obj.GetName(), "err", err)
+			if firstErr == nil {
+				firstErr = err
+			}
+		}
+	}
+	return next, firstErr
 }

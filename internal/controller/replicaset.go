@@ -66,32 +66,14 @@ func (c *ReplicaSets) Reconcile(ctx context.Context) error {
 }
 
 func (c *ReplicaSets) pass(ctx context.Context) (time.Time, error) {
-	robjs, _, err := c.s.List(ctx, rsKind, "")
+	lists, err := listKinds(ctx, c.s, rsKind, podKind)
 	if err != nil {
 		return time.Time{}, err
 	}
-	pobjs, _, err := c.s.List(ctx, podKind, "")
-	if err != nil {
-		return time.Time{}, err
-	}
-	owned := podsByController(pobjs)
-	var next time.Time
-	var firstErr error
-	for _, o := range robjs {
-		rs := o.(*appsv1.ReplicaSet)
-		if rs.DeletionTimestamp != nil {
-			continue
-		}
-		due, err := c.replicaSet(ctx, rs, owned[rs.UID])
-		next = soonest(next, due)
-		if err != nil {
-			c.log.Warn("reconcile replica set", "replicaset", rs.Namespace+"/"+rs.Name, "err", err)
-			if firstErr == nil {
-				firstErr = err
-			}
-		}
-	}
-	return next, firstErr
+	owned := podsByController(lists[1])
+	return reconcileEach(lists[0], c.log, "reconcile replica set", "replicaset", func(rs *appsv1.ReplicaSet) (time.Time, error) {
+		return c.replicaSet(ctx, rs, owned[rs.UID])
+	})
 }
 
 // podsByController indexes pods by the UID of their controller.

@@ -9,62 +9,42 @@ import (
 
 	"github.com/miekg/dns"
 
-	pdns "github.com/podnet/podnet/internal/dns"
 	"github.com/podnet/podnet/internal/dns/dnstest"
 	_ "github.com/podnet/podnet/internal/dns/plugin/forward"
 )
 
 func TestParse(t *testing.T) {
-	tests := []struct {
-		in   string
-		err  string
-		want func(c Config) bool
-	}{
-		{"cache", "", func(c Config) bool {
+	tests := []dnstest.ParseCase[Config]{
+		{In: "cache", Want: func(c Config) bool {
 			return c.SuccessCap == 10000 && c.SuccessTTL == time.Hour && c.DenialTTL == 30*time.Minute && c.SuccessMinTTL == 5*time.Second && c.ServfailTTL == 5*time.Second && c.Zones[0] == "."
 		}},
-		{"cache 30 example.org", "", func(c Config) bool {
+		{In: "cache 30 example.org", Want: func(c Config) bool {
 			return c.SuccessTTL == 30*time.Second && c.DenialTTL == 30*time.Second && len(c.Zones) == 1 && c.Zones[0] == "example.org."
 		}},
-		{"cache {\n success 2048 600 10\n denial 1024 60\n prefetch 5 30s 20%\n serve_stale 2h verify 100ms 30s 10s\n servfail 0\n disable success a.org b.org\n keepttl\n}", "", func(c Config) bool {
+		{In: "cache {\n success 2048 600 10\n denial 1024 60\n prefetch 5 30s 20%\n serve_stale 2h verify 100ms 30s 10s\n servfail 0\n disable success a.org b.org\n keepttl\n}", Want: func(c Config) bool {
 			return c.SuccessCap == 2048 && c.SuccessTTL == 10*time.Minute && c.SuccessMinTTL == 10*time.Second && c.DenialCap == 1024 && c.DenialTTL == time.Minute &&
 				c.Prefetch == 5 && c.PrefetchDuration == 30*time.Second && c.PrefetchPercentage == 20 && c.StaleUpTo == 2*time.Hour && c.VerifyStale &&
 				c.VerifyTimeout == 100*time.Millisecond && c.StaleTTL == 30*time.Second && c.StaleRecheck == 10*time.Second && c.ServfailTTL == 0 &&
 				strings.Join(c.DisableSuccess, ",") == "a.org.,b.org." && c.KeepTTL
 		}},
-		{"cache {\n serve_stale\n}", "", func(c Config) bool { return c.StaleUpTo == time.Hour && !c.VerifyStale }},
-		{"cache 0", "Testfile:1 - Error during parsing: cache TTL can not be zero or negative: 0", nil},
-		{"cache {\n success\n}", "Testfile:2 - Error during parsing: Wrong argument count", nil},
-		{"cache {\n success x\n}", "Testfile:2 - Error during parsing: success: invalid capacity 'x'", nil},
-		{"cache {\n denial 10 0\n}", "Testfile:2 - Error during parsing: cache TTL can not be zero or negative: 0", nil},
-		{"cache {\n success 10 10 -1\n}", "Testfile:2 - Error during parsing: cache min TTL can not be negative: -1", nil},
-		{"cache {\n prefetch 1 1m 5%\n}", "Testfile:2 - Error during parsing: percentage should fall in range [10, 90]: 5", nil},
-		{"cache {\n prefetch 1 1m 50\n}", "Testfile:2 - Error during parsing: last character of percentage should be `%`, but is: '0'", nil},
-		{"cache {\n prefetch -1\n}", "Testfile:2 - Error during parsing: prefetch amount should be positive: -1", nil},
-		{"cache {\n serve_stale 1h sometimes\n}", "Testfile:2 - Error during parsing: invalid value for serve_stale refresh mode: sometimes", nil},
-		{"cache {\n serve_stale 1h immediate 1500ms\n}", "Testfile:2 - Error during parsing: serve_stale response TTL must be a whole number of seconds", nil},
-		{"cache {\n servfail 6m\n}", "Testfile:2 - Error during parsing: caching SERVFAIL responses over 5 minutes is not permitted", nil},
-		{"cache {\n disable both\n}", `Testfile:2 - Error during parsing: cache type for disable must be "success" or "denial"`, nil},
-		{"cache {\n keepttl now\n}", "Testfile:2 - Error during parsing: Wrong argument count", nil},
-		{"cache {\n bogus\n}", "Testfile:2 - Error during parsing: unknown property 'bogus'", nil},
-		{"cache\ncache", "Testfile:2 - Error during parsing: this plugin can only be used once per Server Block", nil},
+		{In: "cache {\n serve_stale\n}", Want: func(c Config) bool { return c.StaleUpTo == time.Hour && !c.VerifyStale }},
+		{In: "cache 0", Err: "Testfile:1 - Error during parsing: cache TTL can not be zero or negative: 0"},
+		{In: "cache {\n success\n}", Err: "Testfile:2 - Error during parsing: Wrong argument count"},
+		{In: "cache {\n success x\n}", Err: "Testfile:2 - Error during parsing: success: invalid capacity 'x'"},
+		{In: "cache {\n denial 10 0\n}", Err: "Testfile:2 - Error during parsing: cache TTL can not be zero or negative: 0"},
+		{In: "cache {\n success 10 10 -1\n}", Err: "Testfile:2 - Error during parsing: cache min TTL can not be negative: -1"},
+		{In: "cache {\n prefetch 1 1m 5%\n}", Err: "Testfile:2 - Error during parsing: percentage should fall in range [10, 90]: 5"},
+		{In: "cache {\n prefetch 1 1m 50\n}", Err: "Testfile:2 - Error during parsing: last character of percentage should be `%`, but is: '0'"},
+		{In: "cache {\n prefetch -1\n}", Err: "Testfile:2 - Error during parsing: prefetch amount should be positive: -1"},
+		{In: "cache {\n serve_stale 1h sometimes\n}", Err: "Testfile:2 - Error during parsing: invalid value for serve_stale refresh mode: sometimes"},
+		{In: "cache {\n serve_stale 1h immediate 1500ms\n}", Err: "Testfile:2 - Error during parsing: serve_stale response TTL must be a whole number of seconds"},
+		{In: "cache {\n servfail 6m\n}", Err: "Testfile:2 - Error during parsing: caching SERVFAIL responses over 5 minutes is not permitted"},
+		{In: "cache {\n disable both\n}", Err: `Testfile:2 - Error during parsing: cache type for disable must be "success" or "denial"`},
+		{In: "cache {\n keepttl now\n}", Err: "Testfile:2 - Error during parsing: Wrong argument count"},
+		{In: "cache {\n bogus\n}", Err: "Testfile:2 - Error during parsing: unknown property 'bogus'"},
+		{In: "cache\ncache", Err: "Testfile:2 - Error during parsing: this plugin can only be used once per Server Block"},
 	}
-	for _, tt := range tests {
-		cfg, err := parse(pdns.NewTestController(tt.in))
-		if tt.err != "" {
-			if err == nil || !strings.Contains(err.Error(), tt.err) {
-				t.Errorf("%q: error %v, want %q", tt.in, err, tt.err)
-			}
-			continue
-		}
-		if err != nil {
-			t.Errorf("%q: %v", tt.in, err)
-			continue
-		}
-		if !tt.want(cfg) {
-			t.Errorf("%q: parsed %+v", tt.in, cfg)
-		}
-	}
+	dnstest.RunParse(t, parse, tests)
 }
 
 // TestServer: cache in front of forward to a counting upstream on 127.0.0.1.

@@ -9,7 +9,6 @@ import (
 
 	"github.com/miekg/dns"
 
-	pdns "github.com/podnet/podnet/internal/dns"
 	"github.com/podnet/podnet/internal/dns/dnstest"
 	_ "github.com/podnet/podnet/internal/dns/plugin/hosts"
 )
@@ -20,40 +19,21 @@ func TestParse(t *testing.T) {
 	os.WriteFile(good, []byte(exampleZone), 0o644)
 	bad := filepath.Join(dir, "db.bad")
 	os.WriteFile(bad, []byte("@ IN SOA a b 1 2 3 4 5\nx IN A 999.1.1.1\n"), 0o644)
-	tests := []struct {
-		in   string
-		err  string
-		want func(f *File) bool
-	}{
-		{"file " + good + " example.org", "", func(f *File) bool {
+	tests := []dnstest.ParseCase[*File]{
+		{In: "file " + good + " example.org", Want: func(f *File) bool {
 			return f.Reload == time.Minute && f.Zones["example.org."].Current().SOA != nil
 		}},
-		{"file /nonexistent/db example.org {\n reload 0\n reload_by_mtime\n fallthrough\n}", "", func(f *File) bool {
+		{In: "file /nonexistent/db example.org {\n reload 0\n reload_by_mtime\n fallthrough\n}", Want: func(f *File) bool {
 			return f.Reload == 0 && f.ReloadByMtime && f.Fall.Through("x.example.org.") && f.Zones["example.org."].Current().SOA == nil
 		}},
-		{"file", "Testfile:1 - Error during parsing: Wrong argument count", nil},
-		{"file " + bad + " example.org", "Testfile:1 - Error during parsing: failed to parse file", nil},
-		{"file " + good + " example.net", "Testfile:1 - Error during parsing: file", nil}, // SOA owner mismatch
-		{"file " + good + " example.org {\n reload\n}", "Testfile:2 - Error during parsing: reload duration value is expected", nil},
-		{"file " + good + " example.org {\n reload x\n}", "Testfile:2 - Error during parsing: invalid duration for reload 'x'", nil},
-		{"file " + good + " example.org {\n bogus\n}", "Testfile:2 - Error during parsing: unknown property 'bogus'", nil},
+		{In: "file", Err: "Testfile:1 - Error during parsing: Wrong argument count"},
+		{In: "file " + bad + " example.org", Err: "Testfile:1 - Error during parsing: failed to parse file"},
+		{In: "file " + good + " example.net", Err: "Testfile:1 - Error during parsing: file"}, // SOA owner mismatch
+		{In: "file " + good + " example.org {\n reload\n}", Err: "Testfile:2 - Error during parsing: reload duration value is expected"},
+		{In: "file " + good + " example.org {\n reload x\n}", Err: "Testfile:2 - Error during parsing: invalid duration for reload 'x'"},
+		{In: "file " + good + " example.org {\n bogus\n}", Err: "Testfile:2 - Error during parsing: unknown property 'bogus'"},
 	}
-	for _, tt := range tests {
-		f, err := parse(pdns.NewTestController(tt.in))
-		if tt.err != "" {
-			if err == nil || !strings.Contains(err.Error(), tt.err) {
-				t.Errorf("%q: error %v, want %q", tt.in, err, tt.err)
-			}
-			continue
-		}
-		if err != nil {
-			t.Errorf("%q: %v", tt.in, err)
-			continue
-		}
-		if !tt.want(f) {
-			t.Errorf("%q: parsed %+v", tt.in, f)
-		}
-	}
+	dnstest.RunParse(t, parse, tests)
 }
 
 func TestServer(t *testing.T) {

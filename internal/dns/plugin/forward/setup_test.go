@@ -20,56 +20,38 @@ func TestParse(t *testing.T) {
 	if err := os.WriteFile(resolv, []byte("search example.org\nnameserver 127.0.0.1\nnameserver ::1\noptions ndots:5\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	tests := []struct {
-		in   string
-		err  string
-		want func(c Config) bool
-	}{
-		{"forward . 127.0.0.1", "", func(c Config) bool {
+	tests := []dnstest.ParseCase[Config]{
+		{In: "forward . 127.0.0.1", Want: func(c Config) bool {
 			return c.From == "." && len(c.To) == 1 && c.To[0] == "127.0.0.1:53" && c.MaxFails == 2 && c.Expire == 10*time.Second && c.Policy == Random
 		}},
-		{"forward example.org dns://127.0.0.1:5300 [::1]:5301 ::1 " + resolv, "", func(c Config) bool {
+		{In: "forward example.org dns://127.0.0.1:5300 [::1]:5301 ::1 " + resolv, Want: func(c Config) bool {
 			return c.From == "example.org." && strings.Join(c.To, ",") == "127.0.0.1:5300,[::1]:5301,[::1]:53,127.0.0.1:53,[::1]:53"
 		}},
-		{"forward . 127.0.0.1 {\n except a.org B.org\n force_tcp\n prefer_udp\n expire 3s\n max_fails 0\n policy round_robin\n health_check 2s no_rec domain example.org\n max_concurrent 100\n next NXDOMAIN\n failover SERVFAIL REFUSED\n read_timeout 1s\n}", "", func(c Config) bool {
+		{In: "forward . 127.0.0.1 {\n except a.org B.org\n force_tcp\n prefer_udp\n expire 3s\n max_fails 0\n policy round_robin\n health_check 2s no_rec domain example.org\n max_concurrent 100\n next NXDOMAIN\n failover SERVFAIL REFUSED\n read_timeout 1s\n}", Want: func(c Config) bool {
 			return strings.Join(c.Except, ",") == "a.org.,b.org." && c.ForceTCP && c.PreferUDP && c.Expire == 3*time.Second && c.MaxFails == 0 &&
 				c.Policy == RoundRobin && c.HCInterval == 2*time.Second && c.HCNoRec && c.HCDomain == "example.org." && c.MaxConcurrent == 100 &&
 				len(c.Next) == 1 && c.Next[0] == dns.RcodeNameError && len(c.Failover) == 2 && c.ReadTimeout == time.Second
 		}},
-		{"forward", "Testfile:1 - Error during parsing: Wrong argument count", nil},
-		{"forward .", "Testfile:1 - Error during parsing: Wrong argument count", nil},
-		{"forward . tls://127.0.0.1", "Testfile:1 - Error during parsing: 'tls' is not supported as a destination protocol in forward: tls://127.0.0.1", nil},
-		{"forward . dns.example.org", `Testfile:1 - Error during parsing: not an IP address or file: "dns.example.org"`, nil},
-		{"forward . 127.0.0.1 {\n policy fastest\n}", "Testfile:2 - Error during parsing: unknown policy 'fastest'", nil},
-		{"forward . 127.0.0.1 {\n bogus\n}", "Testfile:2 - Error during parsing: unknown property 'bogus'", nil},
-		{"forward . 127.0.0.1 {\n max_fails x\n}", "Testfile:2 - Error during parsing: max_fails: invalid number 'x'", nil},
-		{"forward . 127.0.0.1 {\n max_concurrent -1\n}", "Testfile:2 - Error during parsing: max_concurrent can't be negative: -1", nil},
-		{"forward . 127.0.0.1 {\n expire -1s\n}", "Testfile:2 - Error during parsing: expire can't be negative: -1s", nil},
-		{"forward . 127.0.0.1 {\n health_check 1s bogus\n}", "Testfile:2 - Error during parsing: health_check: unknown option bogus", nil},
-		{"forward . 127.0.0.1 {\n next WHAT\n}", "Testfile:2 - Error during parsing: WHAT is not a valid rcode", nil},
-		{"forward . 127.0.0.1 {\n failover NOERROR\n}", "Testfile:2 - Error during parsing: NoError cannot be used in failover", nil},
-		{"forward . 127.0.0.1 {\n force_tcp yes\n}", "Testfile:2 - Error during parsing: Wrong argument count", nil},
-		{"forward . 127.0.0.1 {\n tls\n}", "Testfile:2 - Error during parsing: 'tls' is not supported by podnet dns", nil},
-		{"forward . " + strings.Repeat("127.0.0.1 ", 16), "more than 15 TOs configured: 16", nil},
+		{In: "forward", Err: "Testfile:1 - Error during parsing: Wrong argument count"},
+		{In: "forward .", Err: "Testfile:1 - Error during parsing: Wrong argument count"},
+		{In: "forward . tls://127.0.0.1", Err: "Testfile:1 - Error during parsing: 'tls' is not supported as a destination protocol in forward: tls://127.0.0.1"},
+		{In: "forward . dns.example.org", Err: `Testfile:1 - Error during parsing: not an IP address or file: "dns.example.org"`},
+		{In: "forward . 127.0.0.1 {\n policy fastest\n}", Err: "Testfile:2 - Error during parsing: unknown policy 'fastest'"},
+		{In: "forward . 127.0.0.1 {\n bogus\n}", Err: "Testfile:2 - Error during parsing: unknown property 'bogus'"},
+		{In: "forward . 127.0.0.1 {\n max_fails x\n}", Err: "Testfile:2 - Error during parsing: max_fails: invalid number 'x'"},
+		{In: "forward . 127.0.0.1 {\n max_concurrent -1\n}", Err: "Testfile:2 - Error during parsing: max_concurrent can't be negative: -1"},
+		{In: "forward . 127.0.0.1 {\n expire -1s\n}", Err: "Testfile:2 - Error during parsing: expire can't be negative: -1s"},
+		{In: "forward . 127.0.0.1 {\n health_check 1s bogus\n}", Err: "Testfile:2 - Error during parsing: health_check: unknown option bogus"},
+		{In: "forward . 127.0.0.1 {\n next WHAT\n}", Err: "Testfile:2 - Error during parsing: WHAT is not a valid rcode"},
+		{In: "forward . 127.0.0.1 {\n failover NOERROR\n}", Err: "Testfile:2 - Error during parsing: NoError cannot be used in failover"},
+		{In: "forward . 127.0.0.1 {\n force_tcp yes\n}", Err: "Testfile:2 - Error during parsing: Wrong argument count"},
+		{In: "forward . 127.0.0.1 {\n tls\n}", Err: "Testfile:2 - Error during parsing: 'tls' is not supported by podnet dns"},
+		{In: "forward . " + strings.Repeat("127.0.0.1 ", 16), Err: "more than 15 TOs configured: 16"},
 	}
-	for _, tt := range tests {
-		c := pdns.NewTestController(tt.in)
+	dnstest.RunParse(t, func(c *pdns.Controller) (Config, error) {
 		c.Next()
-		cfg, err := parseStanza(c)
-		if tt.err != "" {
-			if err == nil || !strings.Contains(err.Error(), tt.err) {
-				t.Errorf("%q: error %v, want %q", tt.in, err, tt.err)
-			}
-			continue
-		}
-		if err != nil {
-			t.Errorf("%q: %v", tt.in, err)
-			continue
-		}
-		if !tt.want(cfg) {
-			t.Errorf("%q: parsed %+v", tt.in, cfg)
-		}
-	}
+		return parseStanza(c)
+	}, tests)
 }
 
 // TestServer forwards through one of our servers to another (the

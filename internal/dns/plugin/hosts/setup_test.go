@@ -9,55 +9,35 @@ import (
 
 	"github.com/miekg/dns"
 
-	pdns "github.com/podnet/podnet/internal/dns"
 	"github.com/podnet/podnet/internal/dns/dnstest"
 )
 
 func TestParse(t *testing.T) {
-	tests := []struct {
-		in   string
-		err  string
-		want func(o Options) bool
-	}{
-		{"hosts", "", func(o Options) bool {
+	tests := []dnstest.ParseCase[Options]{
+		{In: "hosts", Want: func(o Options) bool {
 			return o.Path == "/etc/hosts" && o.TTL == 3600 && o.Reload == 5*time.Second && o.Reverse && len(o.Origins) == 1 && o.Origins[0] == "."
 		}},
-		{"hosts /nonexistent example.org example.net", "", func(o Options) bool {
+		{In: "hosts /nonexistent example.org example.net", Want: func(o Options) bool {
 			return o.Path == "/nonexistent" && len(o.Origins) == 2 && o.Origins[1] == "example.net."
 		}},
-		{"hosts { \n 10.0.0.1 a.example.org b \n ttl 30 \n reload 0 \n no_reverse \n fallthrough in-addr.arpa \n}", "", func(o Options) bool {
+		{In: "hosts { \n 10.0.0.1 a.example.org b \n ttl 30 \n reload 0 \n no_reverse \n fallthrough in-addr.arpa \n}", Want: func(o Options) bool {
 			return len(o.Inline) == 1 && o.Inline[0] == "10.0.0.1 a.example.org b" && o.TTL == 30 && o.Reload == 0 && !o.Reverse &&
 				len(o.Fall.Zones) == 1 && o.Fall.Zones[0] == "in-addr.arpa."
 		}},
-		{"hosts { \n fallthrough \n fallthrough_unsupported \n}", "", func(o Options) bool { return o.FallUnsupported }},
-		{"hosts { \n ttl \n}", "Testfile:2 - Error during parsing: ttl needs a time in second", nil},
-		{"hosts { \n ttl x \n}", "Testfile:2 - Error during parsing: ttl needs a number of second", nil},
-		{"hosts { \n ttl 0 \n}", "Testfile:2 - Error during parsing: ttl provided is invalid", nil},
-		{"hosts { \n ttl 65536 \n}", "Testfile:2 - Error during parsing: ttl provided is invalid", nil},
-		{"hosts { \n reload \n}", "Testfile:2 - Error during parsing: reload needs a duration (zero seconds to disable)", nil},
-		{"hosts { \n reload 5x \n}", "Testfile:2 - Error during parsing: invalid duration for reload '5x'", nil},
-		{"hosts { \n reload -1s \n}", "Testfile:2 - Error during parsing: invalid negative duration for reload '-1s'", nil},
-		{"hosts { \n fallthrough \n bogus \n}", "Testfile:3 - Error during parsing: unknown property 'bogus'", nil},
-		{"hosts { \n fallthrough_unsupported x \n}", "Testfile:2 - Error during parsing: Wrong argument count or unexpected line ending after 'x'", nil},
-		{"hosts { \n fallthrough_unsupported \n}", "requires fallthrough", nil},
-		{"hosts\nhosts", "Testfile:2 - Error during parsing: this plugin can only be used once per Server Block", nil},
+		{In: "hosts { \n fallthrough \n fallthrough_unsupported \n}", Want: func(o Options) bool { return o.FallUnsupported }},
+		{In: "hosts { \n ttl \n}", Err: "Testfile:2 - Error during parsing: ttl needs a time in second"},
+		{In: "hosts { \n ttl x \n}", Err: "Testfile:2 - Error during parsing: ttl needs a number of second"},
+		{In: "hosts { \n ttl 0 \n}", Err: "Testfile:2 - Error during parsing: ttl provided is invalid"},
+		{In: "hosts { \n ttl 65536 \n}", Err: "Testfile:2 - Error during parsing: ttl provided is invalid"},
+		{In: "hosts { \n reload \n}", Err: "Testfile:2 - Error during parsing: reload needs a duration (zero seconds to disable)"},
+		{In: "hosts { \n reload 5x \n}", Err: "Testfile:2 - Error during parsing: invalid duration for reload '5x'"},
+		{In: "hosts { \n reload -1s \n}", Err: "Testfile:2 - Error during parsing: invalid negative duration for reload '-1s'"},
+		{In: "hosts { \n fallthrough \n bogus \n}", Err: "Testfile:3 - Error during parsing: unknown property 'bogus'"},
+		{In: "hosts { \n fallthrough_unsupported x \n}", Err: "Testfile:2 - Error during parsing: Wrong argument count or unexpected line ending after 'x'"},
+		{In: "hosts { \n fallthrough_unsupported \n}", Err: "requires fallthrough"},
+		{In: "hosts\nhosts", Err: "Testfile:2 - Error during parsing: this plugin can only be used once per Server Block"},
 	}
-	for _, tt := range tests {
-		o, err := parse(pdns.NewTestController(tt.in))
-		if tt.err != "" {
-			if err == nil || !strings.Contains(err.Error(), tt.err) {
-				t.Errorf("%q: error %v, want %q", tt.in, err, tt.err)
-			}
-			continue
-		}
-		if err != nil {
-			t.Errorf("%q: %v", tt.in, err)
-			continue
-		}
-		if !tt.want(o) {
-			t.Errorf("%q: parsed %+v", tt.in, o)
-		}
-	}
+	dnstest.RunParse(t, parse, tests)
 }
 
 // TestServer runs the plugin in a real server and asks with dig and the

@@ -6,21 +6,17 @@ import (
 
 	"github.com/miekg/dns"
 	pdns "github.com/podnet/podnet/internal/dns"
+	"github.com/podnet/podnet/internal/dns/dnstest"
 )
 
 func TestSetup(t *testing.T) {
-	for _, tt := range []struct{ in, err string }{
-		{"loadbalance", ""},
-		{"loadbalance round_robin", ""},
-		{"loadbalance weighted /etc/w", "Testfile:1 - Error during parsing: unknown policy 'weighted': only round_robin is supported"},
-		{"loadbalance round_robin x", "Testfile:1 - Error during parsing: Wrong argument count or unexpected line ending after 'x'"},
-		{"loadbalance round_robin {\n prefer 10.0.0.0/8\n}", "Testfile:2 - Error during parsing: round_robin takes no options, got 'prefer'"},
-	} {
-		err := setup(pdns.NewTestController(tt.in))
-		if (err == nil) != (tt.err == "") || err != nil && err.Error() != tt.err {
-			t.Errorf("%q: error %v, want %q", tt.in, err, tt.err)
-		}
-	}
+	dnstest.RunSetup(t, setup, []dnstest.SetupCase{
+		{In: "loadbalance"},
+		{In: "loadbalance round_robin"},
+		{In: "loadbalance weighted /etc/w", Err: "Testfile:1 - Error during parsing: unknown policy 'weighted': only round_robin is supported"},
+		{In: "loadbalance round_robin x", Err: "Testfile:1 - Error during parsing: Wrong argument count or unexpected line ending after 'x'"},
+		{In: "loadbalance round_robin {\n prefer 10.0.0.0/8\n}", Err: "Testfile:2 - Error during parsing: round_robin takes no options, got 'prefer'"},
+	})
 }
 
 type capture struct {

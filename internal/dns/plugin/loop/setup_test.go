@@ -12,15 +12,10 @@ import (
 )
 
 func TestSetup(t *testing.T) {
-	for _, tt := range []struct{ in, err string }{
-		{"loop", ""},
-		{"loop x", "Testfile:1 - Error during parsing: Wrong argument count or unexpected line ending after 'x'"},
-	} {
-		err := setup(pdns.NewTestController(tt.in))
-		if (err == nil) != (tt.err == "") || err != nil && err.Error() != tt.err {
-			t.Errorf("%q: error %v, want %q", tt.in, err, tt.err)
-		}
-	}
+	dnstest.RunSetup(t, setup, []dnstest.SetupCase{
+		{In: "loop"},
+		{In: "loop x", Err: "Testfile:1 - Error during parsing: Wrong argument count or unexpected line ending after 'x'"},
+	})
 }
 
 // selfForward sends every query back to the server itself: a loop.

@@ -16,26 +16,22 @@ import (
 )
 
 func TestSetup(t *testing.T) {
-	for _, tt := range []struct{ in, err, addr string }{
-		{"prometheus", "", "localhost:9153"},
-		{"prometheus :9253", "", ":9253"},
-		{"prometheus 127.0.0.1", "", "127.0.0.1:9153"},
-		{"prometheus a b", "Testfile:1 - Error during parsing: Wrong argument count or unexpected line ending after 'b'", ""},
-		{"prometheus :99999", "Testfile:1 - Error during parsing: invalid address ':99999': port \"99999\" is not a number from 0 to 65535", ""},
-		{"prometheus\nprometheus", "Testfile:2 - Error during parsing: prometheus: only one prometheus directive per server block", ""},
-	} {
-		c := pdns.NewTestController(tt.in)
-		err := setup(c)
-		if (err == nil) != (tt.err == "") || err != nil && err.Error() != tt.err {
-			t.Errorf("%q: error %v, want %q", tt.in, err, tt.err)
-			continue
-		}
-		if err == nil {
-			if v, _ := c.Config().Get(name); v != tt.addr {
-				t.Errorf("%q: addr %v, want %s", tt.in, v, tt.addr)
+	addrIs := func(addr string) func(*pdns.Controller) string {
+		return func(c *pdns.Controller) string {
+			if v, _ := c.Config().Get(name); v != addr {
+				return fmt.Sprintf("addr %v, want %s", v, addr)
 			}
+			return ""
 		}
 	}
+	dnstest.RunSetup(t, setup, []dnstest.SetupCase{
+		{In: "prometheus", Want: addrIs("localhost:9153")},
+		{In: "prometheus :9253", Want: addrIs(":9253")},
+		{In: "prometheus 127.0.0.1", Want: addrIs("127.0.0.1:9153")},
+		{In: "prometheus a b", Err: "Testfile:1 - Error during parsing: Wrong argument count or unexpected line ending after 'b'"},
+		{In: "prometheus :99999", Err: "Testfile:1 - Error during parsing: invalid address ':99999': port \"99999\" is not a number from 0 to 65535"},
+		{In: "prometheus\nprometheus", Err: "Testfile:2 - Error during parsing: prometheus: only one prometheus directive per server block"},
+	})
 }
 
 func TestMetrics(t *testing.T) {

@@ -15,26 +15,22 @@ import (
 )
 
 func TestSetup(t *testing.T) {
-	for _, tt := range []struct{ in, err, addr string }{
-		{"ready", "", ":8181"},
-		{"ready localhost:8182", "", "localhost:8182"},
-		{"ready a b", "Testfile:1 - Error during parsing: Wrong argument count or unexpected line ending after 'b'", ""},
-		{"ready :x", "Testfile:1 - Error during parsing: invalid address ':x': port \"x\" is not a number from 0 to 65535", ""},
-		{"ready {\n x\n}", "Testfile:2 - Error during parsing: Wrong argument count or unexpected line ending after 'x'", ""},
-		{"ready\nready", "Testfile:2 - Error during parsing: ready: only one ready directive per server block", ""},
-	} {
-		c := pdns.NewTestController(tt.in)
-		err := setup(c)
-		if (err == nil) != (tt.err == "") || err != nil && err.Error() != tt.err {
-			t.Errorf("%q: error %v, want %q", tt.in, err, tt.err)
-			continue
-		}
-		if err == nil {
-			if _, ok := c.Instance().Get(name + "@" + tt.addr); !ok {
-				t.Errorf("%q: no ready on %s", tt.in, tt.addr)
+	addrIs := func(addr string) func(*pdns.Controller) string {
+		return func(c *pdns.Controller) string {
+			if _, ok := c.Instance().Get(name + "@" + addr); !ok {
+				return "no ready on " + addr
 			}
+			return ""
 		}
 	}
+	dnstest.RunSetup(t, setup, []dnstest.SetupCase{
+		{In: "ready", Want: addrIs(":8181")},
+		{In: "ready localhost:8182", Want: addrIs("localhost:8182")},
+		{In: "ready a b", Err: "Testfile:1 - Error during parsing: Wrong argument count or unexpected line ending after 'b'"},
+		{In: "ready :x", Err: "Testfile:1 - Error during parsing: invalid address ':x': port \"x\" is not a number from 0 to 65535"},
+		{In: "ready {\n x\n}", Err: "Testfile:2 - Error during parsing: Wrong argument count or unexpected line ending after 'x'"},
+		{In: "ready\nready", Err: "Testfile:2 - Error during parsing: ready: only one ready directive per server block"},
+	})
 }
 
 // slow is a plugin that becomes ready when told.

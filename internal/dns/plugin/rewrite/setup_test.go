@@ -8,39 +8,23 @@ import (
 
 	"github.com/miekg/dns"
 
-	pdns "github.com/podnet/podnet/internal/dns"
 	"github.com/podnet/podnet/internal/dns/dnstest"
 	_ "github.com/podnet/podnet/internal/dns/plugin/file"
 	_ "github.com/podnet/podnet/internal/dns/plugin/hosts"
 )
 
 func TestParse(t *testing.T) {
-	for _, tt := range []struct {
-		in    string
-		rules int
-		err   string
-	}{
-		{"rewrite name a.org b.org", 1, ""},
-		{"rewrite name a.org b.org\nrewrite continue type A AAAA\nrewrite ttl x.org 30", 3, ""},
-		{"rewrite stop {\n name regex (.*)\\.a\\.org {1}.b.org\n answer name (.*)\\.b\\.org {1}.a.org\n}", 1, ""},
-		{"rewrite", 0, "Testfile:1 - Error during parsing: no rule type specified for rewrite"},
-		{"rewrite\nrewrite name regex ( b", 0, "Testfile:1 - Error during parsing: no rule type specified"},
-		{"rewrite name a.org b.org\nrewrite name regex ( b", 0, "Testfile:2 - Error during parsing: invalid regex matching pattern: ("},
-		{"rewrite bogus a b", 0, `Testfile:1 - Error during parsing: invalid rule type "bogus"`},
-		{"rewrite name suffix .a .b answer auto answer name x y", 0, "auto name answer rule cannot be combined"},
-		{"rewrite ttl x.org 20-10", 0, "Testfile:1 - Error during parsing: invalid TTL '20-10' for a ttl rule"},
-	} {
-		rules, err := parse(pdns.NewTestController(tt.in))
-		if tt.err != "" {
-			if err == nil || !strings.Contains(err.Error(), tt.err) {
-				t.Errorf("%q: error %v, want %q", tt.in, err, tt.err)
-			}
-			continue
-		}
-		if err != nil || len(rules) != tt.rules {
-			t.Errorf("%q: %d rules, %v", tt.in, len(rules), err)
-		}
-	}
+	dnstest.RunParse(t, parse, []dnstest.ParseCase[[]Rule]{
+		{In: "rewrite name a.org b.org", Want: func(r []Rule) bool { return len(r) == 1 }},
+		{In: "rewrite name a.org b.org\nrewrite continue type A AAAA\nrewrite ttl x.org 30", Want: func(r []Rule) bool { return len(r) == 3 }},
+		{In: "rewrite stop {\n name regex (.*)\\.a\\.org {1}.b.org\n answer name (.*)\\.b\\.org {1}.a.org\n}", Want: func(r []Rule) bool { return len(r) == 1 }},
+		{In: "rewrite", Err: "Testfile:1 - Error during parsing: no rule type specified for rewrite"},
+		{In: "rewrite\nrewrite name regex ( b", Err: "Testfile:1 - Error during parsing: no rule type specified"},
+		{In: "rewrite name a.org b.org\nrewrite name regex ( b", Err: "Testfile:2 - Error during parsing: invalid regex matching pattern: ("},
+		{In: "rewrite bogus a b", Err: `Testfile:1 - Error during parsing: invalid rule type "bogus"`},
+		{In: "rewrite name suffix .a .b answer auto answer name x y", Err: "auto name answer rule cannot be combined"},
+		{In: "rewrite ttl x.org 20-10", Err: "Testfile:1 - Error during parsing: invalid TTL '20-10' for a ttl rule"},
+	})
 }
 
 func TestServer(t *testing.T) {

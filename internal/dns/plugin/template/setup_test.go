@@ -6,40 +6,24 @@ import (
 
 	"github.com/miekg/dns"
 
-	pdns "github.com/podnet/podnet/internal/dns"
 	"github.com/podnet/podnet/internal/dns/dnstest"
 	_ "github.com/podnet/podnet/internal/dns/plugin/hosts"
 )
 
 func TestParse(t *testing.T) {
-	for _, tt := range []struct {
-		in        string
-		templates int
-		err       string
-	}{
-		{"template IN A", 1, ""},
-		{"template ANY ANY example.org example.net {\n match ^a ^b\n answer \"{{ .Name }} 5 IN A 1.2.3.4\"\n additional \"x. 5 IN A 1.1.1.1\"\n authority \"x. 5 IN NS y.\"\n rcode NXDOMAIN\n ederror 18 blocked\n fallthrough\n upstream\n}\ntemplate IN TXT", 2, ""},
-		{"template", 0, "Testfile:1 - Error during parsing: Wrong argument count"},
-		{"template XX A", 0, "Testfile:1 - Error during parsing: invalid query class XX"},
-		{"template IN XX", 0, "Testfile:1 - Error during parsing: invalid RR class XX"},
-		{"template IN A {\n match (\n}", 0, "Testfile:2 - Error during parsing: could not parse regex: (,"},
-		{"template IN A {\n answer \"{{ .Name \"\n}", 0, "Testfile:2 - Error during parsing: could not compile template"},
-		{"template IN A {\n rcode NOPE\n}", 0, "Testfile:2 - Error during parsing: unknown rcode NOPE"},
-		{"template IN A {\n ederror x\n}", 0, "Testfile:2 - Error during parsing: error parsing extended DNS error code x"},
-		{"template IN A {\n var x 1\n}", 0, "Testfile:2 - Error during parsing: 'var' (expressions) is not supported"},
-		{"template IN A {\n bogus\n}", 0, "Testfile:2 - Error during parsing: unknown property 'bogus'"},
-	} {
-		h, err := parse(pdns.NewTestController(tt.in))
-		if tt.err != "" {
-			if err == nil || !strings.Contains(err.Error(), tt.err) {
-				t.Errorf("%q: error %v, want %q", tt.in, err, tt.err)
-			}
-			continue
-		}
-		if err != nil || len(h.Templates) != tt.templates {
-			t.Errorf("%q: %v %v", tt.in, h, err)
-		}
-	}
+	dnstest.RunParse(t, parse, []dnstest.ParseCase[*Handler]{
+		{In: "template IN A", Want: func(h *Handler) bool { return len(h.Templates) == 1 }},
+		{In: "template ANY ANY example.org example.net {\n match ^a ^b\n answer \"{{ .Name }} 5 IN A 1.2.3.4\"\n additional \"x. 5 IN A 1.1.1.1\"\n authority \"x. 5 IN NS y.\"\n rcode NXDOMAIN\n ederror 18 blocked\n fallthrough\n upstream\n}\ntemplate IN TXT", Want: func(h *Handler) bool { return len(h.Templates) == 2 }},
+		{In: "template", Err: "Testfile:1 - Error during parsing: Wrong argument count"},
+		{In: "template XX A", Err: "Testfile:1 - Error during parsing: invalid query class XX"},
+		{In: "template IN XX", Err: "Testfile:1 - Error during parsing: invalid RR class XX"},
+		{In: "template IN A {\n match (\n}", Err: "Testfile:2 - Error during parsing: could not parse regex: (,"},
+		{In: "template IN A {\n answer \"{{ .Name \"\n}", Err: "Testfile:2 - Error during parsing: could not compile template"},
+		{In: "template IN A {\n rcode NOPE\n}", Err: "Testfile:2 - Error during parsing: unknown rcode NOPE"},
+		{In: "template IN A {\n ederror x\n}", Err: "Testfile:2 - Error during parsing: error parsing extended DNS error code x"},
+		{In: "template IN A {\n var x 1\n}", Err: "Testfile:2 - Error during parsing: 'var' (expressions) is not supported"},
+		{In: "template IN A {\n bogus\n}", Err: "Testfile:2 - Error during parsing: unknown property 'bogus'"},
+	})
 }
 
 func TestServer(t *testing.T) {

@@ -5,20 +5,14 @@ import (
 	"testing"
 
 	"github.com/miekg/dns"
-	pdns "github.com/podnet/podnet/internal/dns"
 	"github.com/podnet/podnet/internal/dns/dnstest"
 )
 
 func TestSetup(t *testing.T) {
-	for _, tt := range []struct{ in, err string }{
-		{"whoami", ""},
-		{"whoami extra", "Testfile:1 - Error during parsing: Wrong argument count or unexpected line ending after 'extra'"},
-	} {
-		err := setup(pdns.NewTestController(tt.in))
-		if (err == nil) != (tt.err == "") || err != nil && err.Error() != tt.err {
-			t.Errorf("%q: error %v, want %q", tt.in, err, tt.err)
-		}
-	}
+	dnstest.RunSetup(t, setup, []dnstest.SetupCase{
+		{In: "whoami"},
+		{In: "whoami extra", Err: "Testfile:1 - Error during parsing: Wrong argument count or unexpected line ending after 'extra'"},
+	})
 }
 
 func TestWhoami(t *testing.T) {
