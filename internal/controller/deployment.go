@@ -359,7 +359,14 @@ func (c *Deployments) createRS(ctx context.Context, d *appsv1.Deployment, hash s
 	}
 	err := c.s.Create(ctx, rs)
 	if apierrors.IsAlreadyExists(err) {
-		if o, gerr := c.s.Get(ctx, rsKind, rs.Namespace, rs.Name); gerr == nil {
+		o, gerr := c.s.Get(ctx, rsKind, rs.Namespace, rs.Name)
+		if apierrors.IsNotFound(gerr) {
+			// Deleted between the create and this read (the garbage
+			// collector finishing an earlier Deployment's): the name is
+			// free now; the next pass creates it.
+			return nil, nil
+		}
+		if gerr == nil {
 			if ref := metav1.GetControllerOf(o); ref != nil && ref.Kind == "Deployment" && ref.Name == d.Name && ref.UID != d.UID {
 				// Left by an earlier Deployment of this name: the garbage
 				// collector is deleting it; the name is free soon.
