@@ -296,6 +296,11 @@ func (c *h1Conn) exchange(x *exchange, out *http.Request) (res *http.Response, e
 		if err != nil {
 			return nil, err
 		}
+		if res.StatusCode < 100 || res.StatusCode > 599 {
+			// "000" and the like parse, but no client may be sent them:
+			// a malformed answer (502), and the connection is not kept.
+			return nil, fmt.Errorf("malformed HTTP status code %q from the upstream", res.Status)
+		}
 		if res.StatusCode == http.StatusSwitchingProtocols {
 			stop()
 			c.readTimeout = 0
