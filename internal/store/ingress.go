@@ -59,3 +59,45 @@ func (s *Store) EnsureIngressService(ctx context.Context) error {
 	}
 	return nil
 }
+
+// An Ingress created without a class gets the default IngressClass's name
+// in spec.ingressClassName, as the API server's DefaultIngressClass
+// admission plugin sets it: not when the legacy kubernetes.io/ingress.class
+// annotation names one, nor when no class or several are marked default.
+// An update that names no class keeps it.
+func init() {
+	RegisterTxnHook("Ingress", TxnHook{PrepareUpdate: func(old, new api.Object) {
+		// An update that names no class keeps the one set at create (as
+		// kubectl apply keeps a field it never managed).
+		o, n := old.(*networkingv1.Ingress), new.(*networkingv1.Ingress)
+		if _, legacy := n.Annotations[api.AnnotationIngressClass]; n.Spec.IngressClassName == nil && !legacy {
+			n.Spec.IngressClassName = o.Spec.IngressClassName
+		}
+	}, Create: func(ctx context.Context, s *Store, o api.Object) (TxnParts, error) {
+		ing := o.(*networkingv1.Ingress)
+		if ing.Spec.IngressClassName != nil {
+			return TxnParts{}, nil
+		}
+		if _, legacy := ing.Annotations[api.AnnotationIngressClass]; legacy {
+			return TxnParts{}, nil
+		}
+		k, err := api.KindOf(&networkingv1.IngressClass{})
+		if err != nil {
+			return TxnParts{}, err
+		}
+		classes, _, err := s.List(ctx, k, "")
+		if err != nil {
+			return TxnParts{}, fmt.Errorf("default ingress class: %w", err)
+		}
+		var def []string
+		for _, c := range classes {
+			if c.GetAnnotations()[api.AnnotationDefaultIngressClass] == "true" {
+				def = append(def, c.GetName())
+			}
+		}
+		if len(def) == 1 {
+			ing.Spec.IngressClassName = &def[0]
+		}
+		return TxnParts{}, nil
+	}})
+}

@@ -96,3 +96,69 @@ func TestApplyKeepsIngressStatus(t *testing.T) {
 		t.Fatalf("status lost: %+v", got)
 	}
 }
+
+// TestIngressDefaultClass: an Ingress created without a class gets the
+// default IngressClass (as the DefaultIngressClass admission plugin sets
+// it), one with the legacy annotation does not, and an update naming no
+// class keeps it.
+func TestIngressDefaultClass(t *testing.T) {
+	s, _ := testutil.Store(t)
+	ctx := context.Background()
+	if err := s.EnsureNamespaces(ctx, "default"); err != nil {
+		t.Fatal(err)
+	}
+	ingKind, _ := api.KindOf(&networkingv1.Ingress{})
+	mk := func(name string, ann map[string]string) *networkingv1.Ingress {
+		pt := networkingv1.PathTypePrefix
+		return &networkingv1.Ingress{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name, Annotations: ann},
+			Spec: networkingv1.IngressSpec{Rules: []networkingv1.IngressRule{{Host: "a.example.com", IngressRuleValue: networkingv1.IngressRuleValue{
+				HTTP: &networkingv1.HTTPIngressRuleValue{Paths: []networkingv1.HTTPIngressPath{{Path: "/", PathType: &pt,
+					Backend: networkingv1.IngressBackend{Service: &networkingv1.IngressServiceBackend{Name: "web", Port: networkingv1.ServiceBackendPort{Number: 80}}}}}},
+			}}}},
+		}
+	}
+	class := func(name string) string {
+		t.Helper()
+		o, err := s.Get(ctx, ingKind, "default", name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c := o.(*networkingv1.Ingress).Spec.IngressClassName; c != nil {
+			return *c
+		}
+		return "<none>"
+	}
+	// No default class yet: nothing set.
+	if err := s.Create(ctx, mk("before", nil)); err != nil {
+		t.Fatal(err)
+	}
+	if got := class("before"); got != "<none>" {
+		t.Errorf("without a default class: %q", got)
+	}
+	if err := s.EnsureIngressClass(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Create(ctx, mk("web", nil)); err != nil {
+		t.Fatal(err)
+	}
+	if got := class("web"); got != "podnet" {
+		t.Errorf("created without a class: %q, want the default podnet", got)
+	}
+	if err := s.Create(ctx, mk("legacy", map[string]string{api.AnnotationIngressClass: "nginx"})); err != nil {
+		t.Fatal(err)
+	}
+	if got := class("legacy"); got != "<none>" {
+		t.Errorf("with the legacy annotation: %q", got)
+	}
+	// An update (apply) that names no class keeps the one set at create.
+	o, _ := s.Get(ctx, ingKind, "default", "web")
+	upd := mk("web", nil)
+	upd.ResourceVersion = o.GetResourceVersion()
+	if err := s.Update(ctx, upd); err != nil {
+		t.Fatal(err)
+	}
+	if got := class("web"); got != "podnet" {
+		t.Errorf("after an update without a class: %q", got)
+	}
+}
