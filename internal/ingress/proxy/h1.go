@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -72,6 +73,13 @@ type h1Conn struct {
 	reused bool
 	nread  int64 // bytes read from c since the request was sent
 
+	// plain: c is the TCP connection itself (no TLS), so the request's
+	// last write can be a raw one (sendWait).
+	plain bool
+	// waitFlush asks the next write from bw to be sendWait's; waited
+	// says it was, and the answer is there to read (or an error is).
+	waitFlush, waited bool
+
 	readTimeout time.Duration
 	deadline    time.Time // current read deadline, refreshed coarsely
 }
@@ -92,6 +100,68 @@ func (c *h1Conn) Read(p []byte) (int, error) {
 }
 
 func (c *h1Conn) close() { c.c.Close() }
+
+// h1Writer is what bw writes to: the connection, or sendWait for the
+// request's last write.
+type h1Writer struct{ c *h1Conn }
+
+func (w h1Writer) Write(p []byte) (int, error) {
+	c := w.c
+	if c.waitFlush {
+		c.waitFlush = false
+		return c.sendWait(p)
+	}
+	return c.c.Write(p)
+}
+
+// sendWait writes p with a raw write from inside a raw read, then waits
+// there until the connection is readable: the upstream's answer is then
+// read with one read, where net.Conn's Read, called right after a write,
+// would first find nothing (EAGAIN) and only then wait. The wait must
+// start before the write, or the readiness of an answer that came back
+// meanwhile would be lost, hence the write inside the read. When the raw
+// write cannot send all of p at once, the rest goes through the
+// connection as usual (with its write deadline) and the answer is
+// waited for as usual. An error of the wait (deadline, closed
+// connection) is left for the read that follows, which reports it as
+// it always did.
+func (c *h1Conn) sendWait(p []byte) (int, error) {
+	var (
+		n     int
+		werr  error
+		wrote bool
+	)
+	c.raw.Read(func(fd uintptr) bool {
+		if wrote {
+			return true // readable
+		}
+		wrote = true
+		for n < len(p) {
+			k, err := syscall.Write(int(fd), p[n:])
+			if err == syscall.EINTR {
+				continue
+			}
+			if err != nil {
+				werr = err
+				return true
+			}
+			n += k
+		}
+		return false // all sent: wait for the answer
+	})
+	switch {
+	case !wrote, werr == syscall.EAGAIN:
+		// Not written (the connection's deadline has passed or it is
+		// closed), or not all of it: the connection does the rest.
+		m, err := c.c.Write(p[n:])
+		return n + m, err
+	case werr != nil:
+		// As net.Conn's Write reports it.
+		return n, &net.OpError{Op: "write", Net: "tcp", Source: c.c.LocalAddr(), Addr: c.c.RemoteAddr(), Err: os.NewSyscallError("write", werr)}
+	}
+	c.waited = true
+	return n, nil
+}
 
 // alive peeks at an idle connection without blocking: false when the
 // upstream closed it or sent something unasked.
@@ -208,6 +278,7 @@ func (cl *h1Client) dial(addr string) (*h1Conn, error) {
 	c := &h1Conn{cl: cl, addr: addr, c: nc}
 	if tc, ok := nc.(*net.TCPConn); ok {
 		c.raw, _ = tc.SyscallConn()
+		c.plain = c.raw != nil && cl.tls == nil
 	}
 	if cl.tls != nil {
 		tc := tls.Client(nc, cl.tls)
@@ -221,7 +292,7 @@ func (cl *h1Client) dial(addr string) (*h1Conn, error) {
 		c.c = tc
 	}
 	c.br = bufio.NewReaderSize(c, 16<<10)
-	c.bw = bufio.NewWriterSize(c.c, 16<<10)
+	c.bw = bufio.NewWriterSize(h1Writer{c}, 16<<10)
 	return c, nil
 }
 
@@ -281,15 +352,20 @@ func (c *h1Conn) exchange(x *exchange, out *http.Request) (res *http.Response, e
 			return nil, err
 		}
 	}
-	if err := c.bw.Flush(); err != nil {
+	// The read deadline starts when the request is sent: before
+	// sendWait's write (which does not block), else after the flush.
+	c.waited = false
+	if c.plain && c.bw.Buffered() > 0 {
+		c.armRead()
+		c.waitFlush = true
+	}
+	err = c.bw.Flush()
+	c.waitFlush = false
+	if err != nil {
 		return nil, err
 	}
-	if c.readTimeout > 0 {
-		c.deadline = time.Now().Add(c.readTimeout)
-		c.c.SetReadDeadline(c.deadline)
-	} else {
-		c.deadline = time.Time{}
-		c.c.SetReadDeadline(time.Time{})
+	if !c.waited {
+		c.armRead()
 	}
 	for {
 		res, err := http.ReadResponse(c.br, out)
@@ -312,6 +388,17 @@ func (c *h1Conn) exchange(x *exchange, out *http.Request) (res *http.Response, e
 		}
 		res.Body = &h1Body{c: c, rc: res.Body, keep: !res.Close, stop: stop}
 		return res, nil
+	}
+}
+
+// armRead sets the read deadline for the answer.
+func (c *h1Conn) armRead() {
+	if c.readTimeout > 0 {
+		c.deadline = time.Now().Add(c.readTimeout)
+		c.c.SetReadDeadline(c.deadline)
+	} else {
+		c.deadline = time.Time{}
+		c.c.SetReadDeadline(time.Time{})
 	}
 }
 
