@@ -82,6 +82,44 @@ type h1Conn struct {
 
 	readTimeout time.Duration
 	deadline    time.Time // current read deadline, refreshed coarsely
+
+	// The watch on the client of the exchange in progress: cc for a
+	// plain HTTP/1.x client, else stopCtx, the context.AfterFunc's stop.
+	cc      *clientConn
+	stopCtx func() bool
+	abortFn func()
+}
+
+// abort ends the exchange in progress: its blocked reads and writes
+// return at once.
+func (c *h1Conn) abort() { c.c.SetDeadline(aLongTimeAgo) }
+
+// watchClient makes the client's going away (x's request context's end)
+// abort the exchange.
+func (c *h1Conn) watchClient(x *exchange) {
+	if x.cc != nil && x.cc.watch(c) {
+		c.cc = x.cc
+		return
+	}
+	if c.abortFn == nil {
+		c.abortFn = c.abort
+	}
+	c.stopCtx = context.AfterFunc(x.r.Context(), c.abortFn)
+}
+
+// stop ends the watch: false when the abort was done already (then or
+// later the connection is not to be reused). Calls after the first
+// return false.
+func (c *h1Conn) stop() bool {
+	if cc := c.cc; cc != nil {
+		c.cc = nil
+		return cc.unwatch(c)
+	}
+	if s := c.stopCtx; s != nil {
+		c.stopCtx = nil
+		return s()
+	}
+	return false
 }
 
 // Read feeds br: it counts bytes and keeps the read deadline
@@ -315,7 +353,7 @@ func (cl *h1Client) roundTrip(x *exchange, out *http.Request, addr string) (*htt
 		c.close()
 		// A kept-alive connection the upstream closed under us: nothing
 		// came back; send again on a fresh one if the body is intact.
-		if c.reused && c.nread == 0 && !x.body.used.Load() && try < 2 && x.r.Context().Err() == nil {
+		if c.reused && c.nread == 0 && !x.body.used.Load() && try < 2 && !x.clientGone() {
 			continue
 		}
 		return nil, err
@@ -332,10 +370,10 @@ func (c *h1Conn) exchange(x *exchange, out *http.Request) (res *http.Response, e
 	c.nread = 0
 	// A client that goes away aborts the exchange (a long poll must not
 	// hold the upstream connection); the connection is then not reused.
-	stop := context.AfterFunc(x.r.Context(), func() { c.c.SetDeadline(aLongTimeAgo) })
+	c.watchClient(x)
 	defer func() {
 		if err != nil {
-			stop()
+			c.stop()
 		}
 	}()
 	c.readTimeout = cfg.ProxyReadTimeout
@@ -373,7 +411,7 @@ func (c *h1Conn) exchange(x *exchange, out *http.Request) (res *http.Response, e
 			return nil, err
 		}
 		if res.StatusCode == http.StatusSwitchingProtocols {
-			stop()
+			c.stop()
 			c.readTimeout = 0
 			c.c.SetDeadline(time.Time{})
 			res.Body = &h1Upgraded{c}
@@ -383,10 +421,10 @@ func (c *h1Conn) exchange(x *exchange, out *http.Request) (res *http.Response, e
 			continue // 100 Continue, 103 Early Hints: not passed on
 		}
 		if res.Body == http.NoBody {
-			c.release(!res.Close, stop)
+			c.release(!res.Close)
 			return res, nil
 		}
-		res.Body = &h1Body{c: c, rc: res.Body, keep: !res.Close, stop: stop}
+		res.Body = &h1Body{c: c, rc: res.Body, keep: !res.Close}
 		return res, nil
 	}
 }
@@ -404,8 +442,8 @@ func (c *h1Conn) armRead() {
 
 // release gives the connection back once the answer was read whole,
 // unless it is not to be kept or the client-gone watch already fired.
-func (c *h1Conn) release(keep bool, stop func() bool) {
-	if !stop() || !keep || c.br.Buffered() > 0 {
+func (c *h1Conn) release(keep bool) {
+	if !c.stop() || !keep || c.br.Buffered() > 0 {
 		c.close()
 		return
 	}
@@ -539,7 +577,6 @@ type h1Body struct {
 	rc   io.ReadCloser
 	keep bool
 	done bool
-	stop func() bool
 }
 
 func (b *h1Body) Read(p []byte) (int, error) {
@@ -549,7 +586,7 @@ func (b *h1Body) Read(p []byte) (int, error) {
 	n, err := b.rc.Read(p)
 	if err == io.EOF {
 		b.done = true
-		b.c.release(b.keep, b.stop)
+		b.c.release(b.keep)
 	}
 	return n, err
 }
@@ -557,7 +594,7 @@ func (b *h1Body) Read(p []byte) (int, error) {
 func (b *h1Body) Close() error {
 	if !b.done {
 		b.done = true
-		b.stop()
+		b.c.stop()
 		b.c.close()
 	}
 	return nil

@@ -33,6 +33,9 @@ type exchange struct {
 	labels *labelBase
 	client netip.Addr
 	ip     string // client address as text
+	// cc is the plain HTTP/1.x client's connection, nil for other
+	// clients (see clientConn).
+	cc *clientConn
 
 	canary    string // canary backend key, the metrics' canary label
 	service   string // the service that answered
@@ -87,6 +90,9 @@ var (
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	x := &exchange{p: p, w: w, r: r, start: time.Now(), upstreamDur: -1, path: r.URL.Path}
 	x.ip, x.client = clientAddr(r.RemoteAddr)
+	if r.ProtoMajor == 1 && r.TLS == nil {
+		x.cc = clientOf(r.Context())
+	}
 	defer x.finish()
 
 	snap := p.snap.Load()
@@ -192,6 +198,13 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	x.proxy(bs)
+}
+
+// clientGone reports whether the client went away: its request's
+// context ended, or its connection saw the error that ends it (which the
+// upstream exchange, aborted by the connection, can see first).
+func (x *exchange) clientGone() bool {
+	return x.r.Context().Err() != nil || (x.cc != nil && x.cc.gone.Load())
 }
 
 func (x *exchange) scheme() string {
@@ -314,7 +327,7 @@ func (x *exchange) proxy(bs *backendState) {
 			break
 		}
 		ep.inflight.Add(-1)
-		if !isDialError(err) || x.body.used.Load() || r.Context().Err() != nil {
+		if !isDialError(err) || x.body.used.Load() || x.clientGone() {
 			break
 		}
 	}
@@ -364,7 +377,7 @@ func (x *exchange) roundTripFailed(ctx context.Context, err error) {
 	case ctx != nil && context.Cause(ctx) == errUpstreamTimeout, errors.Is(err, errSendTimeout):
 		x.err = errUpstreamTimeout.Error()
 		x.builtin(http.StatusGatewayTimeout, "")
-	case x.r.Context().Err() != nil:
+	case x.clientGone():
 		x.status = 499 // nginx's "client closed request"; nothing can be sent
 	case errors.As(err, &ne) && ne.Timeout():
 		x.builtin(http.StatusGatewayTimeout, "")

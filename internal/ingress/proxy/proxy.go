@@ -431,9 +431,10 @@ func (p *Proxy) Serve(ctx context.Context, httpLn, httpsLn net.Listener) error {
 			MaxHeaderBytes:    1 << 20,
 			ErrorLog:          errLog,
 			Protocols:         &protos,
+			ConnContext:       clientContext,
 		}
 		servers = append(servers, s)
-		go func() { errc <- s.Serve(httpLn) }()
+		go func() { errc <- s.Serve(clientListener{httpLn}) }()
 	}
 	if httpsLn != nil {
 		if a, ok := httpsLn.Addr().(*net.TCPAddr); ok {
