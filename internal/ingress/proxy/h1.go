@@ -82,6 +82,14 @@ type h1Conn struct {
 
 	readTimeout time.Duration
 	deadline    time.Time // current read deadline, refreshed coarsely
+	// fresh: the read deadline was just set, the next Read need not
+	// look at it.
+	fresh bool
+	// sendTimeout is the exchange's proxy-send-timeout; wpending says
+	// the write deadline for it is yet to be set, which the first write
+	// that may block does (sendWait's raw write does not block).
+	sendTimeout time.Duration
+	wpending    bool
 
 	// The watch on the client of the exchange in progress: cc for a
 	// plain HTTP/1.x client, else stopCtx, the context.AfterFunc's stop.
@@ -126,7 +134,9 @@ func (c *h1Conn) stop() bool {
 // readTimeout ahead of now (renewed when a quarter of it has passed: the
 // timeout is between two reads, as nginx's proxy_read_timeout).
 func (c *h1Conn) Read(p []byte) (int, error) {
-	if c.readTimeout > 0 {
+	if c.fresh {
+		c.fresh = false
+	} else if c.readTimeout > 0 {
 		if now := time.Now(); c.deadline.Sub(now) < c.readTimeout*3/4 {
 			c.deadline = now.Add(c.readTimeout)
 			c.c.SetReadDeadline(c.deadline)
@@ -149,7 +159,21 @@ func (w h1Writer) Write(p []byte) (int, error) {
 		c.waitFlush = false
 		return c.sendWait(p)
 	}
+	c.armWrite()
 	return c.c.Write(p)
+}
+
+// armWrite sets the write deadline of the exchange, if not yet done.
+func (c *h1Conn) armWrite() {
+	if !c.wpending {
+		return
+	}
+	c.wpending = false
+	if d := c.sendTimeout; d > 0 {
+		c.c.SetWriteDeadline(time.Now().Add(d))
+	} else {
+		c.c.SetWriteDeadline(time.Time{})
+	}
 }
 
 // sendWait writes p with a raw write from inside a raw read, then waits
@@ -191,6 +215,7 @@ func (c *h1Conn) sendWait(p []byte) (int, error) {
 	case !wrote, werr == syscall.EAGAIN:
 		// Not written (the connection's deadline has passed or it is
 		// closed), or not all of it: the connection does the rest.
+		c.armWrite()
 		m, err := c.c.Write(p[n:])
 		return n + m, err
 	case werr != nil:
@@ -219,8 +244,7 @@ func (c *h1Conn) alive() bool {
 	return ok && err == nil
 }
 
-func (cl *h1Client) get(addr string) *h1Conn {
-	now := time.Now()
+func (cl *h1Client) get(addr string, now time.Time) *h1Conn {
 	cl.mu.Lock()
 	for {
 		s := cl.idle[addr]
@@ -339,7 +363,14 @@ func (cl *h1Client) dial(addr string) (*h1Conn, error) {
 // end; Close before the end closes the connection.
 func (cl *h1Client) roundTrip(x *exchange, out *http.Request, addr string) (*http.Response, error) {
 	for try := 0; ; try++ {
-		c := cl.get(addr)
+		// The first connection of the request is taken at the time
+		// the exchange started, read once (x.getNow).
+		now := x.getNow
+		if now.IsZero() {
+			now = time.Now()
+		}
+		x.getNow = time.Time{}
+		c := cl.get(addr, now)
 		if c == nil {
 			var err error
 			if c, err = cl.dial(addr); err != nil {
@@ -377,11 +408,7 @@ func (c *h1Conn) exchange(x *exchange, out *http.Request) (res *http.Response, e
 		}
 	}()
 	c.readTimeout = cfg.ProxyReadTimeout
-	if d := cfg.ProxySendTimeout; d > 0 {
-		c.c.SetWriteDeadline(time.Now().Add(d))
-	} else {
-		c.c.SetWriteDeadline(time.Time{})
-	}
+	c.sendTimeout, c.wpending = cfg.ProxySendTimeout, true
 	if err := writeHead(c.bw, out, x.uri); err != nil {
 		return nil, err
 	}
@@ -431,6 +458,7 @@ func (c *h1Conn) exchange(x *exchange, out *http.Request) (res *http.Response, e
 
 // armRead sets the read deadline for the answer.
 func (c *h1Conn) armRead() {
+	c.fresh = true
 	if c.readTimeout > 0 {
 		c.deadline = time.Now().Add(c.readTimeout)
 		c.c.SetReadDeadline(c.deadline)
@@ -532,6 +560,7 @@ func (c *h1Conn) writeBody(out *http.Request, sendTimeout time.Duration) error {
 					return errSendTimeout
 				}
 				c.c.SetWriteDeadline(now.Add(sendTimeout))
+				c.wpending = false
 			}
 			last = now
 			if chunked {

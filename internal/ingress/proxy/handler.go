@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/podnet/podnet/internal/ingress/route"
 )
@@ -49,10 +50,13 @@ type exchange struct {
 	upstreamAddr   string
 	upstreamStatus int
 	upstreamStart  time.Time
+	getNow         time.Time     // upstreamStart for the first upstream connection taken, then zero
+	end            time.Time     // when the answer was sent, if it was read then
 	upstreamDur    time.Duration // -1: no upstream
 	err            string
 
 	hv     [6]string // values of the forwarding header fields
+	idBuf  [32]byte  // the bytes of requestID when the proxy made it
 	url    url.URL
 	uri    string // the upstream request target
 	out    http.Request
@@ -314,6 +318,7 @@ func (x *exchange) proxy(bs *backendState) {
 		n   = len(cands)
 	)
 	x.upstreamStart = time.Now()
+	x.getNow = x.upstreamStart
 	for k := 0; k < n; k++ {
 		ep = cands[(first+k)%n]
 		if x.upstreamAddr == "" {
@@ -357,9 +362,10 @@ func (x *exchange) proxy(bs *backendState) {
 		}
 	}
 	x.copyResponse(res)
-	x.upstreamDur = time.Since(x.upstreamStart)
+	x.end = time.Now()
+	x.upstreamDur = x.end.Sub(x.upstreamStart)
 	if rt.ewma {
-		ep.sample(x.upstreamDur, time.Now())
+		ep.sample(x.upstreamDur, x.end)
 	}
 }
 
@@ -456,7 +462,7 @@ func (x *exchange) prepareHeaders() string {
 	if id := h[hXRequestID]; len(id) > 0 && id[0] != "" {
 		x.requestID = id[0]
 	} else {
-		x.requestID = newRequestID()
+		x.requestID = newRequestID(&x.idBuf)
 		set(4, hXRequestID, x.requestID)
 	}
 	if p := x.rt.cfg.XForwardedPrefix; p != "" {
@@ -471,7 +477,7 @@ func (x *exchange) prepareHeaders() string {
 // localPort is the port the client connected to.
 func (x *exchange) localPort() string {
 	if a, ok := x.r.Context().Value(http.LocalAddrContextKey).(*net.TCPAddr); ok {
-		return portString(a.Port)
+		return x.p.portString(a.Port)
 	}
 	if a, ok := x.r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
 		if _, port, ok := splitHostPort(a.String()); ok {
@@ -484,15 +490,18 @@ func (x *exchange) localPort() string {
 	return "80"
 }
 
-// newRequestID is 32 random hex digits, as nginx's $request_id.
-func newRequestID() string {
+// newRequestID is 32 random hex digits, as nginx's $request_id, in buf
+// (the exchange's: one allocation less per request; buf is never
+// written again, the exchange never reused).
+func newRequestID(buf *[32]byte) string {
 	var b [16]byte
 	a, c := rand.Uint64(), rand.Uint64()
 	for i := 0; i < 8; i++ {
 		b[i] = byte(a >> (8 * i))
 		b[8+i] = byte(c >> (8 * i))
 	}
-	return hex.EncodeToString(b[:])
+	hex.Encode(buf[:], b[:])
+	return unsafe.String(&buf[0], len(buf))
 }
 
 // hopByHop are the fields that describe one connection, not the message.
@@ -814,7 +823,11 @@ func (b *reqBody) Close() error { return nil }
 
 // finish records the request: metrics and one access log line.
 func (x *exchange) finish() {
-	d := time.Since(x.start)
+	end := x.end
+	if end.IsZero() {
+		end = time.Now()
+	}
+	d := end.Sub(x.start)
 	r := x.r
 	if x.status == 0 {
 		x.status = http.StatusOK
