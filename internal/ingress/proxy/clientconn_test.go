@@ -71,10 +71,10 @@ func TestClientConn(t *testing.T) {
 	// The client closing while an exchange is watched: gone, aborted.
 	u = upstream()
 	cc.watch(u)
-	go func() {
+	go func(peer net.Conn) {
 		time.Sleep(20 * time.Millisecond)
 		peer.Close()
-	}()
+	}(peer)
 	if _, err := cc.Read(make([]byte, 1)); err == nil {
 		t.Fatal("read after the client closed returned no error")
 	}
