@@ -78,6 +78,7 @@ func serve(o serveOpts) error {
 			defer f.Close()
 			log = slog.New(slog.NewJSONHandler(f, nil))
 		}
+		proxy.TuneGC() // as `podnet ingress` does
 		p := proxy.New(proxy.Options{Logger: log, Registry: prometheus.NewRegistry(), DefaultCert: cert, NodeName: "bench", Namespace: "bench"})
 		p.Swap(t)
 		return p.Serve(ctx, hl, sl)

@@ -54,6 +54,7 @@ controller's own log to standard error.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer cancel()
+			proxy.TuneGC() // this process is the proxy
 			return runIngress(ctx, g, &f)
 		},
 	}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -72,15 +73,70 @@ type h1Conn struct {
 	reused bool
 	nread  int64 // bytes read from c since the request was sent
 
+	// plain: c is the TCP connection itself (no TLS), so the request's
+	// last write can be a raw one (sendWait).
+	plain bool
+	// waitFlush asks the next write from bw to be sendWait's; waited
+	// says it was, and the answer is there to read (or an error is).
+	waitFlush, waited bool
+
 	readTimeout time.Duration
 	deadline    time.Time // current read deadline, refreshed coarsely
+	// fresh: the read deadline was just set, the next Read need not
+	// look at it.
+	fresh bool
+	// sendTimeout is the exchange's proxy-send-timeout; wpending says
+	// the write deadline for it is yet to be set, which the first write
+	// that may block does (sendWait's raw write does not block).
+	sendTimeout time.Duration
+	wpending    bool
+
+	// The watch on the client of the exchange in progress: cc for a
+	// plain HTTP/1.x client, else stopCtx, the context.AfterFunc's stop.
+	cc      *clientConn
+	stopCtx func() bool
+	abortFn func()
+}
+
+// abort ends the exchange in progress: its blocked reads and writes
+// return at once.
+func (c *h1Conn) abort() { c.c.SetDeadline(aLongTimeAgo) }
+
+// watchClient makes the client's going away (x's request context's end)
+// abort the exchange.
+func (c *h1Conn) watchClient(x *exchange) {
+	if x.cc != nil && x.cc.watch(c) {
+		c.cc = x.cc
+		return
+	}
+	if c.abortFn == nil {
+		c.abortFn = c.abort
+	}
+	c.stopCtx = context.AfterFunc(x.r.Context(), c.abortFn)
+}
+
+// stop ends the watch: false when the abort was done already (then or
+// later the connection is not to be reused). Calls after the first
+// return false.
+func (c *h1Conn) stop() bool {
+	if cc := c.cc; cc != nil {
+		c.cc = nil
+		return cc.unwatch(c)
+	}
+	if s := c.stopCtx; s != nil {
+		c.stopCtx = nil
+		return s()
+	}
+	return false
 }
 
 // Read feeds br: it counts bytes and keeps the read deadline
 // readTimeout ahead of now (renewed when a quarter of it has passed: the
 // timeout is between two reads, as nginx's proxy_read_timeout).
 func (c *h1Conn) Read(p []byte) (int, error) {
-	if c.readTimeout > 0 {
+	if c.fresh {
+		c.fresh = false
+	} else if c.readTimeout > 0 {
 		if now := time.Now(); c.deadline.Sub(now) < c.readTimeout*3/4 {
 			c.deadline = now.Add(c.readTimeout)
 			c.c.SetReadDeadline(c.deadline)
@@ -92,6 +148,83 @@ func (c *h1Conn) Read(p []byte) (int, error) {
 }
 
 func (c *h1Conn) close() { c.c.Close() }
+
+// h1Writer is what bw writes to: the connection, or sendWait for the
+// request's last write.
+type h1Writer struct{ c *h1Conn }
+
+func (w h1Writer) Write(p []byte) (int, error) {
+	c := w.c
+	if c.waitFlush {
+		c.waitFlush = false
+		return c.sendWait(p)
+	}
+	c.armWrite()
+	return c.c.Write(p)
+}
+
+// armWrite sets the write deadline of the exchange, if not yet done.
+func (c *h1Conn) armWrite() {
+	if !c.wpending {
+		return
+	}
+	c.wpending = false
+	if d := c.sendTimeout; d > 0 {
+		c.c.SetWriteDeadline(time.Now().Add(d))
+	} else {
+		c.c.SetWriteDeadline(time.Time{})
+	}
+}
+
+// sendWait writes p with a raw write from inside a raw read, then waits
+// there until the connection is readable: the upstream's answer is then
+// read with one read, where net.Conn's Read, called right after a write,
+// would first find nothing (EAGAIN) and only then wait. The wait must
+// start before the write, or the readiness of an answer that came back
+// meanwhile would be lost, hence the write inside the read. When the raw
+// write cannot send all of p at once, the rest goes through the
+// connection as usual (with its write deadline) and the answer is
+// waited for as usual. An error of the wait (deadline, closed
+// connection) is left for the read that follows, which reports it as
+// it always did.
+func (c *h1Conn) sendWait(p []byte) (int, error) {
+	var (
+		n     int
+		werr  error
+		wrote bool
+	)
+	c.raw.Read(func(fd uintptr) bool {
+		if wrote {
+			return true // readable
+		}
+		wrote = true
+		for n < len(p) {
+			k, err := syscall.Write(int(fd), p[n:])
+			if err == syscall.EINTR {
+				continue
+			}
+			if err != nil {
+				werr = err
+				return true
+			}
+			n += k
+		}
+		return false // all sent: wait for the answer
+	})
+	switch {
+	case !wrote, werr == syscall.EAGAIN:
+		// Not written (the connection's deadline has passed or it is
+		// closed), or not all of it: the connection does the rest.
+		c.armWrite()
+		m, err := c.c.Write(p[n:])
+		return n + m, err
+	case werr != nil:
+		// As net.Conn's Write reports it.
+		return n, &net.OpError{Op: "write", Net: "tcp", Source: c.c.LocalAddr(), Addr: c.c.RemoteAddr(), Err: os.NewSyscallError("write", werr)}
+	}
+	c.waited = true
+	return n, nil
+}
 
 // alive peeks at an idle connection without blocking: false when the
 // upstream closed it or sent something unasked.
@@ -111,8 +244,7 @@ func (c *h1Conn) alive() bool {
 	return ok && err == nil
 }
 
-func (cl *h1Client) get(addr string) *h1Conn {
-	now := time.Now()
+func (cl *h1Client) get(addr string, now time.Time) *h1Conn {
 	cl.mu.Lock()
 	for {
 		s := cl.idle[addr]
@@ -208,6 +340,7 @@ func (cl *h1Client) dial(addr string) (*h1Conn, error) {
 	c := &h1Conn{cl: cl, addr: addr, c: nc}
 	if tc, ok := nc.(*net.TCPConn); ok {
 		c.raw, _ = tc.SyscallConn()
+		c.plain = c.raw != nil && cl.tls == nil
 	}
 	if cl.tls != nil {
 		tc := tls.Client(nc, cl.tls)
@@ -221,7 +354,7 @@ func (cl *h1Client) dial(addr string) (*h1Conn, error) {
 		c.c = tc
 	}
 	c.br = bufio.NewReaderSize(c, 16<<10)
-	c.bw = bufio.NewWriterSize(c.c, 16<<10)
+	c.bw = bufio.NewWriterSize(h1Writer{c}, 16<<10)
 	return c, nil
 }
 
@@ -230,7 +363,14 @@ func (cl *h1Client) dial(addr string) (*h1Conn, error) {
 // end; Close before the end closes the connection.
 func (cl *h1Client) roundTrip(x *exchange, out *http.Request, addr string) (*http.Response, error) {
 	for try := 0; ; try++ {
-		c := cl.get(addr)
+		// The first connection of the request is taken at the time
+		// the exchange started, read once (x.getNow).
+		now := x.getNow
+		if now.IsZero() {
+			now = time.Now()
+		}
+		x.getNow = time.Time{}
+		c := cl.get(addr, now)
 		if c == nil {
 			var err error
 			if c, err = cl.dial(addr); err != nil {
@@ -244,7 +384,7 @@ func (cl *h1Client) roundTrip(x *exchange, out *http.Request, addr string) (*htt
 		c.close()
 		// A kept-alive connection the upstream closed under us: nothing
 		// came back; send again on a fresh one if the body is intact.
-		if c.reused && c.nread == 0 && !x.body.used.Load() && try < 2 && x.r.Context().Err() == nil {
+		if c.reused && c.nread == 0 && !x.body.used.Load() && try < 2 && !x.clientGone() {
 			continue
 		}
 		return nil, err
@@ -261,18 +401,14 @@ func (c *h1Conn) exchange(x *exchange, out *http.Request) (res *http.Response, e
 	c.nread = 0
 	// A client that goes away aborts the exchange (a long poll must not
 	// hold the upstream connection); the connection is then not reused.
-	stop := context.AfterFunc(x.r.Context(), func() { c.c.SetDeadline(aLongTimeAgo) })
+	c.watchClient(x)
 	defer func() {
 		if err != nil {
-			stop()
+			c.stop()
 		}
 	}()
 	c.readTimeout = cfg.ProxyReadTimeout
-	if d := cfg.ProxySendTimeout; d > 0 {
-		c.c.SetWriteDeadline(time.Now().Add(d))
-	} else {
-		c.c.SetWriteDeadline(time.Time{})
-	}
+	c.sendTimeout, c.wpending = cfg.ProxySendTimeout, true
 	if err := writeHead(c.bw, out, x.uri); err != nil {
 		return nil, err
 	}
@@ -281,15 +417,20 @@ func (c *h1Conn) exchange(x *exchange, out *http.Request) (res *http.Response, e
 			return nil, err
 		}
 	}
-	if err := c.bw.Flush(); err != nil {
+	// The read deadline starts when the request is sent: before
+	// sendWait's write (which does not block), else after the flush.
+	c.waited = false
+	if c.plain && c.bw.Buffered() > 0 {
+		c.armRead()
+		c.waitFlush = true
+	}
+	err = c.bw.Flush()
+	c.waitFlush = false
+	if err != nil {
 		return nil, err
 	}
-	if c.readTimeout > 0 {
-		c.deadline = time.Now().Add(c.readTimeout)
-		c.c.SetReadDeadline(c.deadline)
-	} else {
-		c.deadline = time.Time{}
-		c.c.SetReadDeadline(time.Time{})
+	if !c.waited {
+		c.armRead()
 	}
 	for {
 		res, err := http.ReadResponse(c.br, out)
@@ -302,7 +443,7 @@ func (c *h1Conn) exchange(x *exchange, out *http.Request) (res *http.Response, e
 			return nil, fmt.Errorf("malformed HTTP status code %q from the upstream", res.Status)
 		}
 		if res.StatusCode == http.StatusSwitchingProtocols {
-			stop()
+			c.stop()
 			c.readTimeout = 0
 			c.c.SetDeadline(time.Time{})
 			res.Body = &h1Upgraded{c}
@@ -312,18 +453,30 @@ func (c *h1Conn) exchange(x *exchange, out *http.Request) (res *http.Response, e
 			continue // 100 Continue, 103 Early Hints: not passed on
 		}
 		if res.Body == http.NoBody {
-			c.release(!res.Close, stop)
+			c.release(!res.Close)
 			return res, nil
 		}
-		res.Body = &h1Body{c: c, rc: res.Body, keep: !res.Close, stop: stop}
+		res.Body = &h1Body{c: c, rc: res.Body, keep: !res.Close}
 		return res, nil
+	}
+}
+
+// armRead sets the read deadline for the answer.
+func (c *h1Conn) armRead() {
+	c.fresh = true
+	if c.readTimeout > 0 {
+		c.deadline = time.Now().Add(c.readTimeout)
+		c.c.SetReadDeadline(c.deadline)
+	} else {
+		c.deadline = time.Time{}
+		c.c.SetReadDeadline(time.Time{})
 	}
 }
 
 // release gives the connection back once the answer was read whole,
 // unless it is not to be kept or the client-gone watch already fired.
-func (c *h1Conn) release(keep bool, stop func() bool) {
-	if !stop() || !keep || c.br.Buffered() > 0 {
+func (c *h1Conn) release(keep bool) {
+	if !c.stop() || !keep || c.br.Buffered() > 0 {
 		c.close()
 		return
 	}
@@ -412,6 +565,7 @@ func (c *h1Conn) writeBody(out *http.Request, sendTimeout time.Duration) error {
 					return errSendTimeout
 				}
 				c.c.SetWriteDeadline(now.Add(sendTimeout))
+				c.wpending = false
 			}
 			last = now
 			if chunked {
@@ -457,7 +611,6 @@ type h1Body struct {
 	rc   io.ReadCloser
 	keep bool
 	done bool
-	stop func() bool
 }
 
 func (b *h1Body) Read(p []byte) (int, error) {
@@ -467,7 +620,7 @@ func (b *h1Body) Read(p []byte) (int, error) {
 	n, err := b.rc.Read(p)
 	if err == io.EOF {
 		b.done = true
-		b.c.release(b.keep, b.stop)
+		b.c.release(b.keep)
 	}
 	return n, err
 }
@@ -475,7 +628,7 @@ func (b *h1Body) Read(p []byte) (int, error) {
 func (b *h1Body) Close() error {
 	if !b.done {
 		b.done = true
-		b.stop()
+		b.c.stop()
 		b.c.close()
 	}
 	return nil

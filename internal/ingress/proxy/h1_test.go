@@ -2,11 +2,13 @@ package proxy
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -191,8 +193,14 @@ func TestClientGoneAbortsUpstream(t *testing.T) {
 	if r := e.do("GET", "foo.com", "/"); r.code != 200 {
 		t.Errorf("next request: %d", r.code)
 	}
-	if !strings.Contains(e.logs.String(), `"status":499`) {
-		t.Errorf("no 499 in the access log")
+	// The line is written when the handler returns, which may be after
+	// the upstream saw its connection closed and the next request went.
+	for deadline := time.Now().Add(2 * time.Second); !strings.Contains(e.logs.String(), `"status":499`); {
+		if time.Now().After(deadline) {
+			t.Errorf("no 499 in the access log: %s", e.logs.String())
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -218,5 +226,97 @@ func TestClientBodyTimeout(t *testing.T) {
 	}
 	if res.StatusCode != 408 {
 		t.Errorf("status %d, want 408", res.StatusCode)
+	}
+}
+
+// sendWait: the request's last write with the wait for the answer, and
+// its fallbacks to the connection's own Write.
+func TestSendWait(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	peers := make(chan net.Conn, 4)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { c.Close() })
+			peers <- c
+		}
+	}()
+	cl := newH1Client(time.Second, nil)
+	dial := func() (*h1Conn, net.Conn) {
+		c, err := cl.dial(ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(c.close)
+		if !c.plain {
+			t.Fatal("plain TCP connection not marked plain")
+		}
+		return c, <-peers
+	}
+
+	// All written at once; it returns when the answer is there.
+	c, peer := dial()
+	go func() {
+		b := make([]byte, 5)
+		io.ReadFull(peer, b)
+		time.Sleep(50 * time.Millisecond)
+		peer.Write([]byte("ok:" + string(b)))
+	}()
+	start := time.Now()
+	if n, err := c.sendWait([]byte("hello")); n != 5 || err != nil || !c.waited {
+		t.Fatalf("sendWait = %d, %v (waited %v)", n, err, c.waited)
+	}
+	if d := time.Since(start); d < 40*time.Millisecond {
+		t.Errorf("returned after %v, before the answer", d)
+	}
+	b := make([]byte, 8)
+	if n, err := io.ReadFull(c.c, b); err != nil || string(b[:n]) != "ok:hello" {
+		t.Errorf("answer %q, %v", b[:n], err)
+	}
+
+	// More than the socket takes at once: the rest through Write, and no
+	// wait.
+	c, peer = dial()
+	c.c.(*net.TCPConn).SetWriteBuffer(4 << 10)
+	big := make([]byte, 1<<20)
+	got := make(chan int64)
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		n, _ := io.CopyN(io.Discard, peer, int64(len(big)))
+		got <- n
+	}()
+	c.waited = false
+	if n, err := c.sendWait(big); n != len(big) || err != nil || c.waited {
+		t.Fatalf("big sendWait = %d, %v (waited %v)", n, err, c.waited)
+	}
+	if n := <-got; n != int64(len(big)) {
+		t.Errorf("peer got %d bytes", n)
+	}
+
+	// A deadline in the past: the connection's own timeout error.
+	c, _ = dial()
+	c.c.SetDeadline(aLongTimeAgo)
+	c.waited = false
+	if n, err := c.sendWait([]byte("x")); n != 0 || !errors.Is(err, os.ErrDeadlineExceeded) || c.waited {
+		t.Errorf("after the deadline: %d, %v (waited %v)", n, err, c.waited)
+	}
+
+	// The peer gone: a write error as net.Conn reports it.
+	c, peer = dial()
+	peer.(*net.TCPConn).SetLinger(0)
+	peer.Close()
+	time.Sleep(50 * time.Millisecond)
+	c.waited = false
+	_, err = c.sendWait([]byte("x"))
+	var oe *net.OpError
+	if !errors.As(err, &oe) || oe.Op != "write" || c.waited {
+		t.Errorf("peer reset: %v (waited %v)", err, c.waited)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/podnet/podnet/internal/ingress/route"
 )
@@ -33,6 +34,9 @@ type exchange struct {
 	labels *labelBase
 	client netip.Addr
 	ip     string // client address as text
+	// cc is the plain HTTP/1.x client's connection, nil for other
+	// clients (see clientConn).
+	cc *clientConn
 
 	canary    string // canary backend key, the metrics' canary label
 	service   string // the service that answered
@@ -46,10 +50,13 @@ type exchange struct {
 	upstreamAddr   string
 	upstreamStatus int
 	upstreamStart  time.Time
+	getNow         time.Time     // upstreamStart for the first upstream connection taken, then zero
+	end            time.Time     // when the answer was sent, if it was read then
 	upstreamDur    time.Duration // -1: no upstream
 	err            string
 
 	hv     [6]string // values of the forwarding header fields
+	idBuf  [32]byte  // the bytes of requestID when the proxy made it
 	url    url.URL
 	uri    string // the upstream request target
 	out    http.Request
@@ -87,6 +94,9 @@ var (
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	x := &exchange{p: p, w: w, r: r, start: time.Now(), upstreamDur: -1, path: r.URL.Path}
 	x.ip, x.client = clientAddr(r.RemoteAddr)
+	if r.ProtoMajor == 1 && r.TLS == nil {
+		x.cc = clientOf(r.Context())
+	}
 	defer x.finish()
 
 	snap := p.snap.Load()
@@ -192,6 +202,13 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	x.proxy(bs)
+}
+
+// clientGone reports whether the client went away: its request's
+// context ended, or its connection saw the error that ends it (which the
+// upstream exchange, aborted by the connection, can see first).
+func (x *exchange) clientGone() bool {
+	return x.r.Context().Err() != nil || (x.cc != nil && x.cc.gone.Load())
 }
 
 func (x *exchange) scheme() string {
@@ -301,6 +318,7 @@ func (x *exchange) proxy(bs *backendState) {
 		n   = len(cands)
 	)
 	x.upstreamStart = time.Now()
+	x.getNow = x.upstreamStart
 	for k := 0; k < n; k++ {
 		ep = cands[(first+k)%n]
 		if x.upstreamAddr == "" {
@@ -314,7 +332,7 @@ func (x *exchange) proxy(bs *backendState) {
 			break
 		}
 		ep.inflight.Add(-1)
-		if !isDialError(err) || x.body.used.Load() || r.Context().Err() != nil {
+		if !isDialError(err) || x.body.used.Load() || x.clientGone() {
 			break
 		}
 	}
@@ -344,9 +362,10 @@ func (x *exchange) proxy(bs *backendState) {
 		}
 	}
 	x.copyResponse(res)
-	x.upstreamDur = time.Since(x.upstreamStart)
+	x.end = time.Now()
+	x.upstreamDur = x.end.Sub(x.upstreamStart)
 	if rt.ewma {
-		ep.sample(x.upstreamDur, time.Now())
+		ep.sample(x.upstreamDur, x.end)
 	}
 }
 
@@ -364,7 +383,7 @@ func (x *exchange) roundTripFailed(ctx context.Context, err error) {
 	case ctx != nil && context.Cause(ctx) == errUpstreamTimeout, errors.Is(err, errSendTimeout):
 		x.err = errUpstreamTimeout.Error()
 		x.builtin(http.StatusGatewayTimeout, "")
-	case x.r.Context().Err() != nil:
+	case x.clientGone():
 		x.status = 499 // nginx's "client closed request"; nothing can be sent
 	case errors.As(err, &ne) && ne.Timeout():
 		x.builtin(http.StatusGatewayTimeout, "")
@@ -443,7 +462,7 @@ func (x *exchange) prepareHeaders() string {
 	if id := h[hXRequestID]; len(id) > 0 && id[0] != "" {
 		x.requestID = id[0]
 	} else {
-		x.requestID = newRequestID()
+		x.requestID = newRequestID(&x.idBuf)
 		set(4, hXRequestID, x.requestID)
 	}
 	if p := x.rt.cfg.XForwardedPrefix; p != "" {
@@ -458,7 +477,7 @@ func (x *exchange) prepareHeaders() string {
 // localPort is the port the client connected to.
 func (x *exchange) localPort() string {
 	if a, ok := x.r.Context().Value(http.LocalAddrContextKey).(*net.TCPAddr); ok {
-		return portString(a.Port)
+		return x.p.portString(a.Port)
 	}
 	if a, ok := x.r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
 		if _, port, ok := splitHostPort(a.String()); ok {
@@ -471,15 +490,18 @@ func (x *exchange) localPort() string {
 	return "80"
 }
 
-// newRequestID is 32 random hex digits, as nginx's $request_id.
-func newRequestID() string {
+// newRequestID is 32 random hex digits, as nginx's $request_id, in buf
+// (the exchange's: one allocation less per request; buf is never
+// written again, the exchange never reused).
+func newRequestID(buf *[32]byte) string {
 	var b [16]byte
 	a, c := rand.Uint64(), rand.Uint64()
 	for i := 0; i < 8; i++ {
 		b[i] = byte(a >> (8 * i))
 		b[8+i] = byte(c >> (8 * i))
 	}
-	return hex.EncodeToString(b[:])
+	hex.Encode(buf[:], b[:])
+	return unsafe.String(&buf[0], len(buf))
 }
 
 // hopByHop are the fields that describe one connection, not the message.
@@ -801,7 +823,11 @@ func (b *reqBody) Close() error { return nil }
 
 // finish records the request: metrics and one access log line.
 func (x *exchange) finish() {
-	d := time.Since(x.start)
+	end := x.end
+	if end.IsZero() {
+		end = time.Now()
+	}
+	d := end.Sub(x.start)
 	r := x.r
 	if x.status == 0 {
 		x.status = http.StatusOK

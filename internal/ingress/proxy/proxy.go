@@ -76,6 +76,7 @@ type Proxy struct {
 	metrics     *metrics
 	snap        atomic.Pointer[snapshot]
 	httpsPort   atomic.Int32 // for redirects; 0 means 443
+	ports       [2]atomic.Pointer[portName]
 
 	// mu serializes Swap and guards the state carried from one table to
 	// the next.
@@ -431,9 +432,10 @@ func (p *Proxy) Serve(ctx context.Context, httpLn, httpsLn net.Listener) error {
 			MaxHeaderBytes:    1 << 20,
 			ErrorLog:          errLog,
 			Protocols:         &protos,
+			ConnContext:       clientContext,
 		}
 		servers = append(servers, s)
-		go func() { errc <- s.Serve(httpLn) }()
+		go func() { errc <- s.Serve(clientListener{httpLn}) }()
 	}
 	if httpsLn != nil {
 		if a, ok := httpsLn.Addr().(*net.TCPAddr); ok {
@@ -481,13 +483,28 @@ func (p *Proxy) Serve(ctx context.Context, httpLn, httpsLn net.Listener) error {
 	return err
 }
 
-// portString avoids formatting the common ports per request.
-func portString(port int) string {
+// portString avoids formatting the listeners' ports per request: 80 and
+// 443, and the last two others seen.
+func (p *Proxy) portString(port int) string {
 	switch port {
 	case 80:
 		return "80"
 	case 443:
 		return "443"
 	}
-	return strconv.Itoa(port)
+	for i := range p.ports {
+		if pn := p.ports[i].Load(); pn != nil && pn.port == port {
+			return pn.s
+		}
+	}
+	pn := &portName{port, strconv.Itoa(port)}
+	if !p.ports[1].CompareAndSwap(nil, pn) {
+		p.ports[0].Store(pn)
+	}
+	return pn.s
+}
+
+type portName struct {
+	port int
+	s    string
 }
