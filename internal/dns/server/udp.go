@@ -27,6 +27,17 @@ import (
 //     every socket and parses and marshals it per packet). A socket bound
 //     to an unspecified address keeps them, through miekg/dns's own
 //     ReadFromSessionUDP/WriteToSessionUDP;
+//   - on Linux, a socket bound to one address reads with recvmmsg, every
+//     datagram already queued in one call (never waiting for more), and
+//     hands them to a worker in batches of up to udpWorkerBatch; the
+//     worker serves them in turn and sends the replies written during
+//     their ServeDNS in one sendmmsg. Under load this divides the system
+//     calls and worker wake-ups per query; at low load a batch is one
+//     query, sent as soon as it is served. (A reply written after its
+//     ServeDNS returned, or larger than udpBatchedMax, is sent at once;
+//     a reply in a batch that the kernel refuses is lost as it would be,
+//     but its Write reports no error.) Wildcard sockets, which need
+//     IP_PKTINFO per datagram, read one datagram per call;
 //   - reads have no deadline (miekg/dns re-arms a 2 s one per packet, only
 //     to loop on the timeout), and packets are read into one buffer per
 //     socket and replies packed into one buffer per worker.
@@ -34,7 +45,8 @@ type udpServer struct {
 	conn    *net.UDPConn
 	h       dns.Handler
 	local   net.Addr
-	pktinfo bool // unspecified bind address: replies need the query's destination as source
+	pktinfo bool      // unspecified bind address: replies need the query's destination as source
+	mc      *mmsgConn // batched I/O, when not pktinfo
 
 	mu      sync.Mutex
 	idle    []*udpWorker // LIFO; oldest first
@@ -49,6 +61,16 @@ type udpServer struct {
 // udpIdleTimeout is how long a worker waits for a query before it exits.
 const udpIdleTimeout = 10 * time.Second
 
+// udpReadBatch is the most datagrams read in one recvmmsg;
+// udpWorkerBatch the most queries handed to one worker at a time (a
+// handler that waits, as forward does, delays the queries after it in
+// its batch); udpBatchedMax the largest reply held for sendmmsg.
+const (
+	udpReadBatch   = 32
+	udpWorkerBatch = 8
+	udpBatchedMax  = 4096
+)
+
 type udpWorker struct {
 	ch   chan struct{}
 	last time.Time
@@ -56,6 +78,23 @@ type udpWorker struct {
 	b       []byte
 	addr    netip.AddrPort
 	session *dns.SessionUDP
+	// or a batch of queries: query i is b[ends[i-1]:ends[i]] from srcs[i]
+	ends []int
+	srcs []netip.AddrPort
+	out  udpOutbox
+}
+
+// udpOutbox holds the replies of a worker's batch until they are sent
+// together. Writes are buffered only while cur, the response whose
+// ServeDNS the worker is in, writes them.
+type udpOutbox struct {
+	mu   sync.Mutex
+	cur  *udpResponse
+	data []byte
+	ends []int
+	dsts []netip.AddrPort
+	pkts [][]byte
+	mb   *mmsgBatch
 }
 
 func newUDPServer(conn *net.UDPConn, h dns.Handler) (*udpServer, error) {
@@ -65,6 +104,12 @@ func newUDPServer(conn *net.UDPConn, h dns.Handler) (*udpServer, error) {
 		if err := setPktinfo(conn); err != nil {
 			return nil, err
 		}
+	} else if mmsgSupported {
+		mc, err := newMmsgConn(conn)
+		if err != nil {
+			return nil, err
+		}
+		u.mc = mc
 	}
 	return u, nil
 }
@@ -100,6 +145,9 @@ func (u *udpServer) serve() error {
 	u.started = true
 	u.mu.Unlock()
 	go u.janitor()
+	if u.mc != nil {
+		return u.serveBatches()
+	}
 	buf := make([]byte, dns.MaxMsgSize)
 	for {
 		var (
@@ -134,6 +182,51 @@ func (u *udpServer) serve() error {
 	}
 }
 
+// serveBatches is serve's loop with recvmmsg.
+func (u *udpServer) serveBatches() error {
+	mb := newMmsgBatch(u.mc, udpReadBatch)
+	bufs := make([][]byte, udpReadBatch)
+	for i := range bufs {
+		bufs[i] = make([]byte, dns.MaxMsgSize)
+	}
+	for {
+		n, err := mb.read(bufs)
+		if err != nil {
+			if u.isStopped() {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Temporary() { //nolint:staticcheck // as miekg/dns decides
+				continue
+			}
+			return err
+		}
+		var w *udpWorker
+		for i := range n {
+			size := mb.size(i)
+			if size < 12 { // shorter than a header: dropped
+				continue
+			}
+			if w == nil {
+				w = u.worker()
+				w.b = w.b[:0]
+			}
+			w.b = append(w.b, bufs[i][:size]...)
+			w.ends = append(w.ends, len(w.b))
+			w.srcs = append(w.srcs, mb.source(i))
+			if len(w.ends) == udpWorkerBatch {
+				u.inflight.Add(1)
+				w.ch <- struct{}{}
+				w = nil
+			}
+		}
+		if w != nil {
+			u.inflight.Add(1)
+			w.ch <- struct{}{}
+		}
+	}
+}
+
 func (u *udpServer) isStopped() bool {
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -158,7 +251,11 @@ func (u *udpServer) worker() *udpWorker {
 
 func (u *udpServer) work(w *udpWorker) {
 	for range w.ch {
-		u.handle(w)
+		if u.mc != nil {
+			u.handleBatch(w)
+		} else {
+			u.handle(w)
+		}
 		u.inflight.Done()
 		if cap(w.b) > 4096 {
 			w.b = nil
@@ -201,8 +298,67 @@ func (u *udpServer) janitor() {
 
 // handle decodes w's query and serves it.
 func (u *udpServer) handle(w *udpWorker) {
-	rw := &udpResponse{u: u, addr: w.addr, session: w.session}
-	req, reject := decodeQuery(w.b)
+	u.serveQuery(&udpResponse{u: u, addr: w.addr, session: w.session}, w.b)
+}
+
+// handleBatch serves w's batch of queries, then sends the replies they
+// wrote.
+func (u *udpServer) handleBatch(w *udpWorker) {
+	o := &w.out
+	start := 0
+	for i, end := range w.ends {
+		rw := &udpResponse{u: u, addr: w.srcs[i], out: o}
+		o.mu.Lock()
+		o.cur = rw
+		o.mu.Unlock()
+		u.serveQuery(rw, w.b[start:end])
+		o.mu.Lock()
+		o.cur = nil
+		o.mu.Unlock()
+		start = end
+	}
+	w.ends, w.srcs = w.ends[:0], w.srcs[:0]
+	if len(o.ends) == 0 {
+		return
+	}
+	if o.mb == nil {
+		o.mb = newMmsgBatch(u.mc, udpReadBatch)
+	}
+	start = 0
+	for _, end := range o.ends {
+		o.pkts = append(o.pkts, o.data[start:end])
+		start = end
+	}
+	o.mb.write(o.pkts, o.dsts) //nolint:errcheck // as a lost datagram; see udpServer
+	clear(o.pkts)
+	o.pkts, o.ends, o.dsts = o.pkts[:0], o.ends[:0], o.dsts[:0]
+	if cap(o.data) > 64<<10 {
+		o.data = nil
+	} else {
+		o.data = o.data[:0]
+	}
+}
+
+// hold buffers b, a reply of r, when r's ServeDNS is in progress in a
+// batch; it reports whether it did.
+func (o *udpOutbox) hold(r *udpResponse, b []byte) bool {
+	if len(b) > udpBatchedMax || len(b) == 0 {
+		return false
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.cur != r {
+		return false
+	}
+	o.data = append(o.data, b...)
+	o.ends = append(o.ends, len(o.data))
+	o.dsts = append(o.dsts, r.addr)
+	return true
+}
+
+// serveQuery decodes b and serves it through rw.
+func (u *udpServer) serveQuery(rw *udpResponse, b []byte) {
+	req, reject := decodeQuery(b)
 	if req == nil {
 		return
 	}
@@ -305,6 +461,7 @@ type udpResponse struct {
 	u       *udpServer
 	addr    netip.AddrPort
 	session *dns.SessionUDP
+	out     *udpOutbox // batched I/O
 	remote  net.Addr
 	closed  bool
 }
@@ -352,6 +509,9 @@ func (r *udpResponse) Write(b []byte) (int, error) {
 	}
 	if r.session != nil {
 		return dns.WriteToSessionUDP(r.u.conn, b, r.session)
+	}
+	if r.out != nil && r.out.hold(r, b) {
+		return len(b), nil
 	}
 	n, _, err := r.u.conn.WriteMsgUDPAddrPort(b, nil, r.addr)
 	return n, err
