@@ -6,11 +6,11 @@ import (
 
 	"github.com/podnet/podnet/internal/api"
 	"github.com/podnet/podnet/internal/ingress/route"
-	networkingv1 "k8s.io/api/networking/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/util/intstr"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
 // EnsureIngressClass creates, when missing, the IngressClass podnet's
