@@ -139,6 +139,15 @@ func TestAffinity(t *testing.T) {
 			t.Fatalf("cookie set again although valid")
 		}
 	}
+	// session-cookie-path sets the cookie's Path instead of the route's.
+	w3 := &world{}
+	w3.service("s", a.addr, b.addr)
+	w3.ingress("r", path("foo.com", "Prefix /app s"), ann("affinity", "cookie", "session-cookie-name", "sticky", "session-cookie-path", "/"))
+	e.load(w3)
+	if ck := e.do("GET", "foo.com", "/app/z").header.Get("Set-Cookie"); !strings.HasPrefix(ck, "sticky=") || !strings.Contains(ck, "Path=/;") && !strings.HasSuffix(ck, "Path=/") {
+		t.Errorf("session-cookie-path: Set-Cookie %q", ck)
+	}
+	e.load(w)
 	// A cookie naming no endpoint is replaced.
 	r = e.do("GET", "foo.com", "/app", "Cookie", "route=stale")
 	if r.code != 200 || !strings.HasPrefix(r.header.Get("Set-Cookie"), "route=") {
