@@ -162,11 +162,7 @@ func (u *udpServer) serve() error {
 			n, _, _, addr, err = u.conn.ReadMsgUDPAddrPort(buf, nil)
 		}
 		if err != nil {
-			if u.isStopped() {
-				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Temporary() { //nolint:staticcheck // as miekg/dns decides
+			if err = u.readFailed(err); err == nil && !u.isStopped() {
 				continue
 			}
 			return err
@@ -182,6 +178,21 @@ func (u *udpServer) serve() error {
 	}
 }
 
+// readFailed says what a failed read means for a serving loop: nil to go
+// on (a temporary error, as miekg/dns decides) or to stop quietly (the
+// server is stopping; the caller checks isStopped), else the error that
+// ends it.
+func (u *udpServer) readFailed(err error) error {
+	if u.isStopped() {
+		return nil
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Temporary() { //nolint:staticcheck // as miekg/dns decides
+		return nil
+	}
+	return err
+}
+
 // serveBatches is serve's loop with recvmmsg.
 func (u *udpServer) serveBatches() error {
 	mb := newMmsgBatch(u.mc, udpReadBatch)
@@ -192,11 +203,7 @@ func (u *udpServer) serveBatches() error {
 	for {
 		n, err := mb.read(bufs)
 		if err != nil {
-			if u.isStopped() {
-				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Temporary() { //nolint:staticcheck // as miekg/dns decides
+			if err = u.readFailed(err); err == nil && !u.isStopped() {
 				continue
 			}
 			return err
