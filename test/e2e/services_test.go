@@ -258,13 +258,20 @@ func spread(t *testing.T, what string, got map[string]int, endpoints, n int) {
 func TestClusterServices(t *testing.T) {
 	c, _, _ := newLocalCluster(t, clusterOpts{nodes: 3, backend: "vxlan"})
 	// The baseline: the table once the agent's proxy has laid out its
-	// static part, before any Service.
+	// static part, before any Service of the test's, with podnet's own
+	// ingress Service (kube-system/podnet-ingress: every node's proxy
+	// behind a LoadBalancer address) fully programmed: its load-balancer
+	// address and both ports' endpoints on every node.
 	baseline := map[string]string{}
+	nodeCount := len(c.rec.Topology.Nodes())
 	for _, h := range c.rec.Topology.Nodes() {
-		eventually(t, "the service layout on "+h.Name, 20*time.Second, func() (bool, string) {
+		eventually(t, "the service layout and the ingress Service on "+h.Name, 30*time.Second, func() (bool, string) {
 			out, err := c.hostExec(h.Name, "nft", "list", "table", "inet", "podnet")
 			baseline[h.Name] = out
-			return err == nil && strings.Contains(out, "set services-layout-"), out
+			return err == nil && strings.Contains(out, "set services-layout-") &&
+				strings.Contains(out, "goto ext-kube-system/podnet-ingress/tcp/443") &&
+				strings.Count(out, `"kube-system/podnet-ingress/tcp/80/cluster"`) == nodeCount &&
+				strings.Count(out, `"kube-system/podnet-ingress/tcp/443/cluster"`) == nodeCount, out
 		})
 	}
 	// The client and the host-network pod go first, so that the scheduler
