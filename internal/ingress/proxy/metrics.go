@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"github.com/podnet/podnet/internal/promutil"
 	"strconv"
 	"sync"
 	"time"
@@ -77,25 +78,14 @@ func newMetrics(reg prometheus.Registerer, namespace, pod string) *metrics {
 		bytesSent: hist("bytes_sent", "The number of bytes sent to a client", prometheus.ExponentialBuckets(10, 10, 7)),
 	}
 	if reg != nil {
-		m.requests = registerOr(reg, m.requests)
-		m.reqDur = registerOr(reg, m.reqDur)
-		m.respDur = registerOr(reg, m.respDur)
-		m.reqSize = registerOr(reg, m.reqSize)
-		m.respSize = registerOr(reg, m.respSize)
-		m.bytesSent = registerOr(reg, m.bytesSent)
+		m.requests = promutil.RegisterOr(reg, m.requests)
+		m.reqDur = promutil.RegisterOr(reg, m.reqDur)
+		m.respDur = promutil.RegisterOr(reg, m.respDur)
+		m.reqSize = promutil.RegisterOr(reg, m.reqSize)
+		m.respSize = promutil.RegisterOr(reg, m.respSize)
+		m.bytesSent = promutil.RegisterOr(reg, m.bytesSent)
 	}
 	return m
-}
-
-func registerOr[T prometheus.Collector](reg prometheus.Registerer, c T) T {
-	if err := reg.Register(c); err != nil {
-		if are, ok := err.(prometheus.AlreadyRegisteredError); ok {
-			if existing, ok := are.ExistingCollector.(T); ok {
-				return existing
-			}
-		}
-	}
-	return c
 }
 
 var knownMethods = map[string]string{

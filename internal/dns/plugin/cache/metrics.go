@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"github.com/podnet/podnet/internal/promutil"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -62,26 +63,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	if reg == nil {
 		return m
 	}
-	m.Entries = registerOr(reg, m.Entries)
-	m.Hits = registerOr(reg, m.Hits)
-	m.Misses = registerOr(reg, m.Misses)
-	m.Requests = registerOr(reg, m.Requests)
-	m.Prefetches = registerOr(reg, m.Prefetches)
-	m.Drops = registerOr(reg, m.Drops)
-	m.ServedStale = registerOr(reg, m.ServedStale)
-	m.Evictions = registerOr(reg, m.Evictions)
+	m.Entries = promutil.RegisterOr(reg, m.Entries)
+	m.Hits = promutil.RegisterOr(reg, m.Hits)
+	m.Misses = promutil.RegisterOr(reg, m.Misses)
+	m.Requests = promutil.RegisterOr(reg, m.Requests)
+	m.Prefetches = promutil.RegisterOr(reg, m.Prefetches)
+	m.Drops = promutil.RegisterOr(reg, m.Drops)
+	m.ServedStale = promutil.RegisterOr(reg, m.ServedStale)
+	m.Evictions = promutil.RegisterOr(reg, m.Evictions)
 	return m
-}
-
-func registerOr[T prometheus.Collector](reg prometheus.Registerer, c T) T {
-	if err := reg.Register(c); err != nil {
-		if are, ok := err.(prometheus.AlreadyRegisteredError); ok {
-			if existing, ok := are.ExistingCollector.(T); ok {
-				return existing
-			}
-		}
-	}
-	return c
 }
 
 func (m *Metrics) request(server, zones string) {

@@ -1,6 +1,7 @@
 package forward
 
 import (
+	"github.com/podnet/podnet/internal/promutil"
 	"strconv"
 	"sync"
 	"time"
@@ -42,22 +43,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	if reg == nil {
 		return m
 	}
-	m.Duration = registerOr(reg, m.Duration)
-	m.HCFailures = registerOr(reg, m.HCFailures)
-	m.HCBroken = registerOr(reg, m.HCBroken)
-	m.MaxConcRejects = registerOr(reg, m.MaxConcRejects)
+	m.Duration = promutil.RegisterOr(reg, m.Duration)
+	m.HCFailures = promutil.RegisterOr(reg, m.HCFailures)
+	m.HCBroken = promutil.RegisterOr(reg, m.HCBroken)
+	m.MaxConcRejects = promutil.RegisterOr(reg, m.MaxConcRejects)
 	return m
-}
-
-func registerOr[T prometheus.Collector](reg prometheus.Registerer, c T) T {
-	if err := reg.Register(c); err != nil {
-		if are, ok := err.(prometheus.AlreadyRegisteredError); ok {
-			if existing, ok := are.ExistingCollector.(T); ok {
-				return existing
-			}
-		}
-	}
-	return c
 }
 
 func (m *Metrics) observe(to string, rcode int, d time.Duration) {
